@@ -1,0 +1,43 @@
+using TorchSharp;
+using static TorchSharp.torch;
+using MedPeft.Models;
+
+namespace MedPeft.Tuning;
+
+/// <summary>One term of a strategy: a method and the towers it applies to.</summary>
+public sealed record StrategyTerm(ITuningMethod Method, IReadOnlyList<string> Towers);
+
+/// <summary>A parsed strategy such as <c>ln</c>, <c>ln@text</c>, <c>full@vision+ln@text</c> or
+/// <c>ffn@vision,text_encoder</c>: terms joined by '+', each <c>method[@tower[,tower…]]</c>; no towers = all.</summary>
+public sealed class TuningStrategy
+{
+    public string Spec { get; }
+    public IReadOnlyList<StrategyTerm> Terms { get; }
+    public TowerLayout Layout { get; }
+
+    TuningStrategy(string spec, IReadOnlyList<StrategyTerm> terms, TowerLayout layout) { Spec = spec; Terms = terms; Layout = layout; }
+
+    public static TuningStrategy Parse(string spec, TowerLayout layout)
+    {
+        var context = $"--strategy \"{spec}\"";
+        if (string.IsNullOrWhiteSpace(spec)) throw new MedPeftException($"{context}: empty strategy");
+        var terms = new List<StrategyTerm>();
+        foreach (var raw in spec.Split('+'))
+        {
+            var part = raw.Trim();
+            var at = part.IndexOf('@');
+            var method = TuningMethods.Get(at < 0 ? part : part[..at], context);
+            var towers = layout.Resolve(at < 0 ? null : part[(at + 1)..].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), context);
+            terms.Add(new StrategyTerm(method, towers));
+        }
+        return new TuningStrategy(spec, terms, layout);
+    }
+
+    /// <summary>Freezes the whole model, then lets every term mark what it trains.</summary>
+    public TrainableReport Apply(nn.Module model)
+    {
+        foreach (var (_, p) in model.named_parameters()) p.requires_grad = false;
+        foreach (var term in Terms) term.Method.Apply(model, Layout, term.Towers);
+        return TrainableReport.Of(model, Layout);
+    }
+}
