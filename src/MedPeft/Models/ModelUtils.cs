@@ -18,9 +18,13 @@ public static class ModelUtils
 
     /// <summary>Builds a module with every tensor on the meta device: shapes and names, no memory. Used by
     /// `medpeft inspect` and the approval tests for 7B-sized presets.</summary>
-    public static T OnMeta<T>(Func<T> build)
+    public static T OnMeta<T>(Func<T> build) => On(torch.META, build);
+
+    /// <summary>Builds a module directly on a device. Moving a built module with .to(device) would re-wrap each
+    /// parameter separately and undo weight tying, so models are created where they will run.</summary>
+    public static T On<T>(Device device, Func<T> build)
     {
-        torch.set_default_device(torch.META);
+        torch.set_default_device(device);
         try { return build(); }
         finally { torch.set_default_device(torch.CPU); }
     }

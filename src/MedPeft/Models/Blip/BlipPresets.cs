@@ -28,7 +28,7 @@ public static class BlipPresets
         VisionConfig = new BlipVisionConfig
         {
             HiddenSize = 128, IntermediateSize = 384, NumHiddenLayers = 4, NumAttentionHeads = 4,
-            ImageSize = imageSize, PatchSize = 8, LayerNormEps = 1e-6, InitializerRange = 0.02,
+            ImageSize = imageSize, PatchSize = 16, LayerNormEps = 1e-6, InitializerRange = 0.02,
         },
         TextConfig = new BlipTextConfig
         {

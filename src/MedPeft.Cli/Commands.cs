@@ -1,0 +1,233 @@
+using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using MedPeft.Evaluation;
+using MedPeft.Experiments;
+using MedPeft.Models;
+using MedPeft.Models.Blip;
+using MedPeft.Training;
+using MedPeft.Tuning;
+using Spectre.Console;
+
+namespace MedPeft.Cli;
+
+static class Commands
+{
+    static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+
+    public static IEnumerable<Command> All() => [Study(), Train(), Eval(), Inspect(), Score(), Data()];
+
+    static Command Study()
+    {
+        var rt = new RuntimeOptions();
+        var quick = new Option<bool>("--quick") { Description = "a reduced study (≤ 90 s on 2 cores)" };
+        var @out = new Option<string?>("--out") { Description = "write results.json and per-run logs here" };
+        var strategies = new Option<string[]>("--strategies") { Description = "strategies to compare (default: full ln ffn attn)", AllowMultipleArgumentsPerToken = true };
+        var cache = new Option<string?>("--cache") { Description = "benchmark + pretrained-model cache (default: $MEDPEFT_CACHE or ~/.cache/medpeft)" };
+        var epochs = new Option<int?>("--epochs") { Description = "fine-tuning epochs (default: the plan's)" };
+        var lr = new Option<double?>("--lr") { Description = "one learning rate for every strategy (default: per-strategy defaults)" };
+        var noScratch = new Option<bool>("--no-random-init") { Description = "skip the 'full (random init)' row" };
+        var c = new Command("study", "Run the study: pretrain a tiny BLIP/MISS-architecture model on the embedded synthetic benchmark, fine-tune it with each strategy, compare on test.");
+        rt.AddTo(c); c.Add(quick); c.Add(@out); c.Add(strategies); c.Add(cache); c.Add(epochs); c.Add(lr); c.Add(noScratch);
+        c.SetAction(r =>
+        {
+            var device = rt.Apply(r);
+            var options = new StudyOptions
+            {
+                Quick = r.GetValue(quick), OutDir = r.GetValue(@out), Device = device, Seed = r.GetValue(rt.Seed),
+                CacheDir = r.GetValue(cache) ?? StudyOptions.DefaultCacheDir(), Epochs = r.GetValue(epochs), LearningRate = r.GetValue(lr),
+                IncludeRandomInit = !r.GetValue(noScratch),
+            };
+            if (r.GetValue(strategies) is { Length: > 0 } s)
+            {
+                foreach (var spec in s) TuningStrategy.Parse(spec, TowerLayout.Blip);   // fail fast on a typo
+                options = options with { Strategies = s };
+            }
+            if (options.OutDir is not null) Directory.CreateDirectory(options.OutDir);
+            var result = ConsoleUi.WithProgress((progress, stage) =>
+                new EmbeddedStudy(options, new Observer(progress, stage)).Run());
+            var p = result.Pretrain;
+            AnsiConsole.MarkupLine(p.Cached
+                ? $"pretrained model: cached at [grey]{Markup.Escape(p.Dir)}[/]"
+                : $"pretrained model: {p.Seconds:F0} s, loss {p.LossCurve[0].Loss:F3} → {p.LossCurve[^1].Loss:F3}, saved to [grey]{Markup.Escape(p.Dir)}[/]");
+            ConsoleUi.StudyTable(result.Rows);
+            Console.WriteLine($"study finished in {result.Seconds:F0} s" + (options.OutDir is null ? "" : $"; results in {Path.Combine(options.OutDir, "results.json")}"));
+            return 0;
+        });
+        return c;
+    }
+
+    sealed class Observer(Func<string, IProgress<TrainProgress>> progress, Action<string> stage) : IStudyObserver
+    {
+        public void Stage(string message) => stage(message);
+        public IProgress<TrainProgress>? Training(string name) => progress(name);
+        public void Row(StudyRow row) { }
+    }
+
+    static Command Train()
+    {
+        var rt = new RuntimeOptions();
+        var model = new Option<string>("--model") { Description = "model folder (config.json, model.safetensors, vocab.txt)", Required = true };
+        var data = new Option<string>("--data") { Description = "dataset folder", Required = true };
+        var format = new Option<string>("--format") { Description = "dataset format (slake, vqa-rad, pathvqa)", DefaultValueFactory = _ => "slake" };
+        var strategy = new Option<string>("--strategy") { Description = "e.g. ln, ln@text, full@vision+ln@text, ffn, attn, bias, full", DefaultValueFactory = _ => "ln" };
+        var @out = new Option<string>("--out") { Description = "output folder (model/, log.jsonl, train_summary.json)", Required = true };
+        var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 10 };
+        var maxSteps = new Option<int?>("--max-steps") { Description = "stop after this many optimizer steps" };
+        var batch = new Option<int>("--batch-size") { DefaultValueFactory = _ => 32 };
+        var accum = new Option<int>("--grad-accum") { Description = "gradient accumulation steps", DefaultValueFactory = _ => 1 };
+        var lr = new Option<double?>("--lr") { Description = "peak learning rate (default: the strategy's, see docs/learning-rates.md)" };
+        var wd = new Option<double>("--weight-decay") { DefaultValueFactory = _ => 0.05 };
+        var warmup = new Option<double>("--warmup-ratio") { DefaultValueFactory = _ => 0.05 };
+        var clip = new Option<double>("--max-grad-norm") { DefaultValueFactory = _ => 1.0 };
+        var evalEvery = new Option<int>("--eval-every") { Description = "validate every N steps (0 = every epoch)", DefaultValueFactory = _ => 0 };
+        var norm = new Option<string>("--normalization") { Description = "pixel normalisation: blip, clip, imagenet, miss-raw, unit", DefaultValueFactory = _ => "blip" };
+        var c = new Command("train", "Fine-tune a BLIP-architecture model on a Med-VQA dataset with a tuning strategy.");
+        rt.AddTo(c); foreach (var o in new Option[] { model, data, format, strategy, @out, epochs, maxSteps, batch, accum, lr, wd, warmup, clip, evalEvery, norm }) c.Add(o);
+        c.SetAction(r =>
+        {
+            var device = rt.Apply(r);
+            var job = new VqaTrainJob
+            {
+                ModelDir = r.GetValue(model)!, DataDir = r.GetValue(data)!, Format = r.GetValue(format)!, Strategy = r.GetValue(strategy)!,
+                OutDir = r.GetValue(@out)!, Device = device, LearningRate = r.GetValue(lr), Normalization = r.GetValue(norm)!,
+                Train = new TrainOptions
+                {
+                    Epochs = r.GetValue(epochs), MaxSteps = r.GetValue(maxSteps), BatchSize = r.GetValue(batch), GradientAccumulation = r.GetValue(accum),
+                    WeightDecay = r.GetValue(wd), WarmupRatio = r.GetValue(warmup), MaxGradNorm = r.GetValue(clip), EvalEvery = r.GetValue(evalEvery),
+                    Seed = r.GetValue(rt.Seed),
+                },
+            };
+            var s = ConsoleUi.WithProgress((progress, _) => VqaJobs.Train(job, progress(job.Strategy)));
+            ConsoleUi.TrainableTable("model", job.Strategy, s.Trainable);
+            Console.WriteLine($"trained {s.Result.Steps} steps in {s.Result.TrainSeconds:F0} s ({s.Result.StepsPerSecond:F2} steps/s, lr {s.LearningRate:G3}); " +
+                              $"best validation {(s.Result.BestValidation is double v ? $"{v:F1}% at step {s.Result.BestStep}" : "n/a")}; peak memory {ConsoleUi.Bytes(s.Result.PeakMemoryBytes)}");
+            Console.WriteLine($"model saved to {Path.Combine(s.OutDir, "model")}");
+            return 0;
+        });
+        return c;
+    }
+
+    static Command Eval()
+    {
+        var rt = new RuntimeOptions();
+        var model = new Option<string>("--model") { Description = "model folder", Required = true };
+        var data = new Option<string>("--data") { Description = "dataset folder", Required = true };
+        var format = new Option<string>("--format") { DefaultValueFactory = _ => "slake" };
+        var split = new Option<string>("--split") { DefaultValueFactory = _ => "test" };
+        var beams = new Option<int>("--num-beams") { DefaultValueFactory = _ => 3 };
+        var maxNew = new Option<int>("--max-new-tokens") { DefaultValueFactory = _ => 9 };
+        var preds = new Option<string?>("--predictions") { Description = "write predictions as JSONL (the `score vqa` format)" };
+        var json = new Option<bool>("--json") { Description = "print scores as JSON" };
+        var norm = new Option<string>("--normalization") { DefaultValueFactory = _ => "blip" };
+        var c = new Command("eval", "Answer a Med-VQA split with a model and score it (exact match closed/open/overall, open token recall).");
+        rt.AddTo(c); foreach (var o in new Option[] { model, data, format, split, beams, maxNew, preds, json, norm }) c.Add(o);
+        c.SetAction(r =>
+        {
+            var device = rt.Apply(r);
+            var decoding = VqaEvaluation.MissDecoding with { NumBeams = r.GetValue(beams), MaxNewTokens = r.GetValue(maxNew) };
+            var (scores, predictions) = VqaJobs.Evaluate(r.GetValue(model)!, r.GetValue(data)!, r.GetValue(format)!, r.GetValue(split)!, decoding, device, r.GetValue(norm)!);
+            if (r.GetValue(preds) is string path) VqaPredictionsFile.Save(path, predictions);
+            PrintVqa($"{r.GetValue(format)} {r.GetValue(split)}", scores, r.GetValue(json));
+            return 0;
+        });
+        return c;
+    }
+
+    static void PrintVqa(string title, VqaScores s, bool json)
+    {
+        if (!json) { ConsoleUi.VqaScores(title, s); return; }
+        static JsonNode? N(double x) => double.IsFinite(x) ? JsonValue.Create(x) : null;
+        Console.WriteLine(new JsonObject
+        {
+            ["closed_acc"] = N(s.ClosedAccuracy), ["open_acc"] = N(s.OpenAccuracy), ["overall_acc"] = N(s.OverallAccuracy),
+            ["open_token_recall"] = N(s.OpenTokenRecall), ["closed"] = s.Closed, ["open"] = s.Open,
+        }.ToJsonString(Indented));
+    }
+
+    static Command Inspect()
+    {
+        var arch = new Option<string>("--arch") { Description = $"a preset ({string.Join(", ", BlipPresets.Named.Keys)}) or a checkpoint folder with config.json", Required = true };
+        var strategy = new Option<string>("--strategy") { Description = "e.g. ln, ln@text, ffn, attn, bias, full, full@vision+ln@text", DefaultValueFactory = _ => "ln" };
+        var json = new Option<bool>("--json") { Description = "print {\"total\", \"trainable\", \"towers\"} as JSON" };
+        var c = new Command("inspect", "Count what a strategy trains on an architecture, per tower — built on the meta device, no weights allocated.");
+        c.Add(arch); c.Add(strategy); c.Add(json);
+        c.SetAction(r =>
+        {
+            var name = r.GetValue(arch)!;
+            var config = BlipPresets.Named.TryGetValue(name, out var preset) ? preset()
+                : Directory.Exists(name) ? BlipModelFolder.LoadConfig(name)
+                : throw new MedPeftException($"--arch {name}: not a preset ({string.Join(", ", BlipPresets.Named.Keys)}) nor a folder with config.json");
+            var spec = r.GetValue(strategy)!;
+            var parsed = TuningStrategy.Parse(spec, TowerLayout.Blip);
+            using var model = ModelUtils.OnMeta(() => new BlipForQuestionAnswering(config));
+            var report = parsed.Apply(model);
+            if (r.GetValue(json)) Console.WriteLine(report.ToJson().ToJsonString(Indented));
+            else ConsoleUi.TrainableTable(name, spec, report);
+            return 0;
+        });
+        return c;
+    }
+
+    static Command Score()
+    {
+        var reportFile = new Argument<string>("FILE") { Description = "{\"pairs\":[{\"id\",\"candidate\",\"references\":[…]}]} or JSONL of those objects" };
+        var reportJson = new Option<bool>("--json") { Description = "print the scores as JSON" };
+        var meteorJar = new Option<string?>("--meteor-jar") { Description = "path to meteor-1.5.jar (needs java); without it METEOR is not computed" };
+        var report = new Command("report", "BLEU-1..4, ROUGE-L, CIDEr-D exactly as pycocoevalcap computes them (+ METEOR with the jar).");
+        report.Add(reportFile); report.Add(reportJson); report.Add(meteorJar);
+        report.SetAction(r =>
+        {
+            var pairs = ReportPairsFile.Load(r.GetValue(reportFile)!);
+            var jar = r.GetValue(meteorJar);
+            var scores = ReportMetrics.Compute(pairs, jar is null ? null : new MeteorOptions(jar));
+            var dict = scores.ToDictionary();
+            if (r.GetValue(reportJson)) Console.WriteLine(JsonSerializer.Serialize(dict, Indented));
+            else
+            {
+                var t = new Table().Border(TableBorder.Rounded).Title($"{pairs.Count} reports");
+                foreach (var k in dict.Keys) t.AddColumn(new TableColumn(k) { Alignment = Justify.Right });
+                t.AddRow(dict.Values.Select(v => v.ToString("F4")).ToArray());
+                AnsiConsole.Write(t);
+            }
+            if (scores.MeteorNote is string note) Console.Error.WriteLine(note);
+            return 0;
+        });
+        var vqaFile = new Argument<string>("FILE") { Description = "JSONL of {\"id\",\"question\",\"answer\",\"prediction\",\"answer_type\"?}" };
+        var vqaJson = new Option<bool>("--json") { Description = "print the scores as JSON" };
+        var vqa = new Command("vqa", "Closed / open / overall exact-match accuracy and open token recall of VQA predictions.");
+        vqa.Add(vqaFile); vqa.Add(vqaJson);
+        vqa.SetAction(r =>
+        {
+            var file = r.GetValue(vqaFile)!;
+            PrintVqa(file, VqaScorer.Score(VqaPredictionsFile.Load(file)), r.GetValue(vqaJson));
+            return 0;
+        });
+        var c = new Command("score", "Score outputs from any system.");
+        c.Add(report); c.Add(vqa);
+        return c;
+    }
+
+    static Command Data()
+    {
+        var dir = new Argument<string>("DIR") { Description = "dataset folder" };
+        var format = new Option<string>("--format") { Description = $"one of {string.Join(", ", MedPeft.Data.DatasetFormats.Names)}", Required = true };
+        var json = new Option<bool>("--json") { Description = "print the report as JSON keyed by split" };
+        var allLangs = new Option<bool>("--all-languages") { Description = "SLAKE: keep every q_lang (default: English only)" };
+        var check = new Command("check", "Validate a dataset folder before a long run: samples, images found/missing/undecodable, closed/open, skipped entries per split.");
+        check.Add(dir); check.Add(format); check.Add(json); check.Add(allLangs);
+        check.SetAction(r =>
+        {
+            var options = new MedPeft.Data.DatasetCheckOptions
+            {
+                Reader = MedPeft.Data.ReaderOptions.Default with { QuestionLanguage = r.GetValue(allLangs) ? null : "en" },
+            };
+            var result = MedPeft.Data.DatasetCheck.Run(r.GetValue(format)!, r.GetValue(dir)!, options);
+            Console.WriteLine(r.GetValue(json) ? result.ToJson() : result.ToTable());
+            return result.HasProblems ? 1 : 0;
+        });
+        var c = new Command("data", "Dataset tools.");
+        c.Add(check);
+        return c;
+    }
+}

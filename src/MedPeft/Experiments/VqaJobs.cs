@@ -1,0 +1,79 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using MedPeft.Data;
+using MedPeft.Evaluation;
+using MedPeft.Models;
+using MedPeft.Models.Blip;
+using MedPeft.Training;
+using MedPeft.Tuning;
+using TorchSharp;
+
+namespace MedPeft.Experiments;
+
+public sealed record VqaTrainJob
+{
+    public required string ModelDir { get; init; }
+    public required string DataDir { get; init; }
+    public string Format { get; init; } = "slake";
+    public required string Strategy { get; init; }
+    public required string OutDir { get; init; }
+    public string Device { get; init; } = "cpu";
+    public string Normalization { get; init; } = "blip";
+    public double? LearningRate { get; init; }
+    public TrainOptions Train { get; init; } = new();
+    /// <summary>At most this many validation questions are used for selection (0 = all).</summary>
+    public int ValidationLimit { get; init; } = 0;
+}
+
+public sealed record VqaTrainSummary(TrainableReport Trainable, TrainResult Result, VqaScores? Validation, double LearningRate, string OutDir);
+
+/// <summary>The library side of `medpeft train` / `medpeft eval` for Med-VQA on a model folder.</summary>
+public static class VqaJobs
+{
+    public static VqaTrainSummary Train(VqaTrainJob job, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
+    {
+        var device = TorchRuntime.ResolveDevice(job.Device);
+        var tokenizer = BlipModelFolder.LoadTokenizer(job.ModelDir);
+        using var model = BlipModelFolder.Load(job.ModelDir, device);
+        var report = TuningStrategy.Parse(job.Strategy, TowerLayout.Blip).Apply(model);
+        var train = Read(job.Format, job.DataDir, Splits.Train);
+        var validation = Read(job.Format, job.DataDir, Splits.Validation);
+        if (job.ValidationLimit > 0) validation = validation.Take(job.ValidationLimit).ToList();
+        using var images = new ImageCache(new ImageProcessor(model.Config.VisionConfig.ImageSize, Normalization.Get(job.Normalization)));
+        var batcher = new VqaBatcher(tokenizer, images);
+        double lr = job.LearningRate ?? StrategyDefaults.LearningRate(job.Strategy);
+        Directory.CreateDirectory(job.OutDir);
+        var greedy = VqaEvaluation.MissDecoding with { NumBeams = 1 };
+        VqaScores? last = null;
+        TorchRuntime.Seed(job.Train.Seed);
+        var result = Trainer.Run(model, train, batch => model.forward(batcher.Batch(batch, device)).Loss!,
+            job.Train with { LearningRate = lr, LogPath = Path.Combine(job.OutDir, "log.jsonl") },
+            validate: validation.Count == 0 ? null : () => (last = VqaEvaluation.Evaluate(model, validation, batcher, greedy, device)).OverallAccuracy,
+            progress: progress, cancel: cancel);
+        BlipModelFolder.Save(model, Path.Combine(job.OutDir, "model"), Path.Combine(job.ModelDir, BlipModelFolder.VocabFile));
+        var summary = new JsonObject
+        {
+            ["strategy"] = job.Strategy, ["learning_rate"] = lr, ["trainable"] = report.Trainable, ["total"] = report.Total,
+            ["steps"] = result.Steps, ["train_seconds"] = result.TrainSeconds, ["steps_per_second"] = result.StepsPerSecond,
+            ["peak_memory_bytes"] = result.PeakMemoryBytes, ["best_validation_acc"] = result.BestValidation, ["best_step"] = result.BestStep,
+            ["towers"] = report.ToJson()["towers"]!.DeepClone(),
+        };
+        AtomicFile.WriteAllText(Path.Combine(job.OutDir, "train_summary.json"), summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        return new VqaTrainSummary(report, result, last, lr, job.OutDir);
+    }
+
+    public static (VqaScores Scores, List<VqaPrediction> Predictions) Evaluate(string modelDir, string dataDir, string format, string split,
+        GenerationOptions decoding, string device = "cpu", string normalization = "blip")
+    {
+        var dev = TorchRuntime.ResolveDevice(device);
+        var tokenizer = BlipModelFolder.LoadTokenizer(modelDir);
+        using var model = BlipModelFolder.Load(modelDir, dev);
+        using var images = new ImageCache(new ImageProcessor(model.Config.VisionConfig.ImageSize, Normalization.Get(normalization)));
+        var batcher = new VqaBatcher(tokenizer, images);
+        var samples = Read(format, dataDir, split);
+        var predictions = VqaEvaluation.Predict(model, samples, batcher, decoding, dev);
+        return (VqaScorer.Score(predictions), predictions);
+    }
+
+    static List<VqaSample> Read(string format, string dir, string split) => DatasetFormats.ReadVqa(format, dir, split).ToList();
+}

@@ -1,0 +1,25 @@
+namespace MedPeft;
+
+/// <summary>Peak resident memory of this process (Linux VmHWM). <see cref="Reset"/> writes 5 to
+/// /proc/self/clear_refs, which resets the high-water mark, so each run of a study gets its own peak. Elsewhere it
+/// falls back to .NET's peak working set (not resettable).</summary>
+public static class PeakMemory
+{
+    public static bool Reset()
+    {
+        try { File.WriteAllText("/proc/self/clear_refs", "5"); return true; }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or DirectoryNotFoundException) { return false; }
+    }
+
+    public static long Bytes()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/self/status"))
+                if (line.StartsWith("VmHWM:"))
+                    return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or DirectoryNotFoundException) { }
+        return System.Diagnostics.Process.GetCurrentProcess().PeakWorkingSet64;
+    }
+}

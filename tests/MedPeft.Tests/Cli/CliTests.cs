@@ -1,0 +1,122 @@
+using System.Text.Json.Nodes;
+
+namespace MedPeft.Tests.Cli;
+
+public class CliTests
+{
+    [Fact]
+    public void Inspect_miss_base_ln_reports_the_papers_counts_as_json()
+    {
+        var r = CliRunner.Run("inspect", "--arch", "miss-base", "--strategy", "ln", "--json");
+        Assert.True(r.ExitCode == 0, r.StdErr);
+        var json = JsonNode.Parse(r.StdOut)!;
+        Assert.Equal(361_478_972, json["total"]!.GetValue<long>());
+        Assert.Equal(153_600, json["trainable"]!.GetValue<long>());
+        Assert.Equal(38_400, json["towers"]!["vision"]!["trainable"]!.GetValue<long>());
+    }
+
+    [Theory]
+    [InlineData("ffn", 170_007_552)]
+    [InlineData("attn", 141_742_080)]
+    [InlineData("ln@text", 115_200)]
+    public void Inspect_counts_other_strategies(string strategy, long trainable)
+    {
+        var r = CliRunner.Run("inspect", "--arch", "miss-base", "--strategy", strategy, "--json");
+        Assert.True(r.ExitCode == 0, r.StdErr);
+        Assert.Equal(trainable, JsonNode.Parse(r.StdOut)!["trainable"]!.GetValue<long>());
+    }
+
+    [Fact]
+    public void Inspect_prints_a_table_without_json()
+    {
+        var r = CliRunner.Run("inspect", "--arch", "miss-base", "--strategy", "ln");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("153,600", r.StdOut);
+        Assert.Contains("361,478,972", r.StdOut);
+    }
+
+    [Theory]
+    [InlineData("inspect", "--arch", "miss-base", "--strategy", "lnn")]
+    [InlineData("inspect", "--arch", "no-such-model", "--strategy", "ln")]
+    [InlineData("study", "--device", "tpu")]
+    public void Bad_values_are_a_one_line_error_with_exit_1(params string[] args)
+    {
+        var r = CliRunner.Run(args);
+        Assert.Equal(1, r.ExitCode);
+        Assert.StartsWith("medpeft: error: ", r.StdErr);
+        Assert.Single(r.StdErr.Trim().Split('\n'));
+    }
+
+    [Theory]
+    [InlineData("inspect")]
+    [InlineData("study", "--no-such-option")]
+    [InlineData("frobnicate")]
+    public void Bad_arguments_are_a_one_line_error_with_exit_2(params string[] args)
+    {
+        var r = CliRunner.Run(args);
+        Assert.Equal(2, r.ExitCode);
+        Assert.Single(r.StdErr.Trim().Split('\n'));
+        Assert.Contains("--help", r.StdErr);
+    }
+
+    [Theory]
+    [InlineData("study")]
+    [InlineData("train")]
+    [InlineData("eval")]
+    [InlineData("inspect")]
+    [InlineData("score", "report")]
+    [InlineData("data", "check")]
+    public void Every_command_has_help(params string[] command)
+    {
+        var r = CliRunner.Run([.. command, "--help"]);
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("Usage:", r.StdOut);
+    }
+
+    [Fact]
+    public void Score_report_matches_the_metrics_fixture()
+    {
+        var file = Fixtures.Path("metrics", "report_metrics_public.json");
+        var r = CliRunner.Run("score", "report", file, "--json");
+        Assert.True(r.ExitCode == 0, r.StdErr);
+        var expected = JsonNode.Parse(File.ReadAllText(file))!["scores"]!;
+        var actual = JsonNode.Parse(r.StdOut)!;
+        foreach (var key in new[] { "BLEU_1", "BLEU_2", "BLEU_3", "BLEU_4", "ROUGE_L", "CIDEr" })
+            Assert.Equal(expected[key]!.GetValue<double>(), actual[key]!.GetValue<double>(), 1e-9);
+        Assert.Contains("METEOR not computed", r.StdErr);
+    }
+
+    [Fact]
+    public void Score_vqa_reads_jsonl_and_names_the_bad_line()
+    {
+        var dir = Directory.CreateTempSubdirectory("medpeft-cli-").FullName;
+        var good = Path.Combine(dir, "preds.jsonl");
+        File.WriteAllLines(good, [
+            """{"id":"1","question":"is there a nodule?","answer":"yes","prediction":"Yes"}""",
+            """{"id":"2","question":"where?","answer":"left lung","prediction":"right lung","answer_type":"OPEN"}""",
+        ]);
+        var r = CliRunner.Run("score", "vqa", good, "--json");
+        Assert.True(r.ExitCode == 0, r.StdErr);
+        var json = JsonNode.Parse(r.StdOut)!;
+        Assert.Equal(100, json["closed_acc"]!.GetValue<double>());
+        Assert.Equal(0, json["open_acc"]!.GetValue<double>());
+        Assert.Equal(50, json["overall_acc"]!.GetValue<double>());
+
+        var bad = Path.Combine(dir, "bad.jsonl");
+        File.WriteAllLines(bad, ["""{"id":"1","answer":"yes","prediction":"yes"}""", """{"id":"2","answer":"no"}"""]);
+        r = CliRunner.Run("score", "vqa", bad);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("line 2", r.StdErr);
+        Assert.Contains("prediction", r.StdErr);
+    }
+
+    [Fact]
+    public void Data_check_reports_the_slake_sample()
+    {
+        var r = CliRunner.Run("data", "check", Fixtures.Path("datasets", "slake"), "--format", "slake", "--json");
+        Assert.True(r.ExitCode == 0, r.StdErr + r.StdOut);
+        var json = JsonNode.Parse(r.StdOut)!;
+        Assert.Equal(6, json["train"]!["samples"]!.GetValue<int>());
+        Assert.Equal(1, json["train"]!["skipped"]!["q_lang=zh"]!.GetValue<int>());
+    }
+}
