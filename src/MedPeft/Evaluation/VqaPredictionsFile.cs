@@ -1,5 +1,5 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
+using MedPeft.Data;
 
 namespace MedPeft.Evaluation;
 
@@ -9,33 +9,9 @@ public static class VqaPredictionsFile
 {
     public static List<VqaPrediction> Load(string path)
     {
-        if (!File.Exists(path)) throw new MedPeftException($"{path}: file not found");
-        var list = new List<VqaPrediction>();
-        int line = 0;
-        foreach (var text in File.ReadLines(path))
-        {
-            line++;
-            if (string.IsNullOrWhiteSpace(text)) continue;
-            JsonObject obj;
-            try { obj = JsonNode.Parse(text) as JsonObject ?? throw new MedPeftException($"{path}: line {line}: expected a JSON object"); }
-            catch (JsonException e) { throw new MedPeftException($"{path}: line {line}: invalid JSON ({e.Message.Split('\n')[0]})"); }
-            string Field(string name, bool required = true)
-            {
-                var node = obj[name];
-                if (node is null) return required ? throw new MedPeftException($"{path}: line {line}: field \"{name}\" missing") : null!;
-                return node.GetValueKind() switch
-                {
-                    JsonValueKind.String => node.GetValue<string>(),
-                    JsonValueKind.Number => node.ToJsonString(),   // VQA-RAD has integer answers
-                    JsonValueKind.Null when !required => null!,
-                    _ => throw new MedPeftException($"{path}: line {line}: field \"{name}\" must be a string"),
-                };
-            }
-            list.Add(new VqaPrediction(Field("id", required: false) ?? $"{list.Count}", Field("question", required: false) ?? "",
-                Field("answer"), Field("prediction"), Field("answer_type", required: false)));
-        }
-        if (list.Count == 0) throw new MedPeftException($"{path}: no predictions");
-        return list;
+        var list = JsonLines.Read(path).Select((l, i) => new VqaPrediction(l.String("id", required: false) ?? $"{i}",
+            l.String("question", required: false) ?? "", l.String("answer")!, l.String("prediction")!, l.String("answer_type", required: false))).ToList();
+        return list.Count > 0 ? list : throw new MedPeftException($"{path}: no predictions");
     }
 
     public static void Save(string path, IEnumerable<VqaPrediction> predictions) =>

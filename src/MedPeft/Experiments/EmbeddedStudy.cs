@@ -218,22 +218,8 @@ public sealed class EmbeddedStudy(StudyOptions options, IStudyObserver observer)
     }
 
     /// <summary>captions.jsonl: one {"image": path relative to the benchmark folder, "caption": text} per line.</summary>
-    static IEnumerable<(string Image, string Caption)> ReadCaptions(string benchDir)
-    {
-        var path = Path.Combine(benchDir, "captions.jsonl");
-        int line = 0;
-        foreach (var text in File.ReadLines(path))
-        {
-            line++;
-            if (string.IsNullOrWhiteSpace(text)) continue;
-            JsonNode? node;
-            try { node = JsonNode.Parse(text); }
-            catch (JsonException e) { throw new MedPeftException($"{path}: line {line}: invalid JSON ({e.Message})"); }
-            var image = node?["image"]?.GetValue<string>() ?? throw new MedPeftException($"{path}: line {line}: field \"image\" missing");
-            var caption = node?["caption"]?.GetValue<string>() ?? throw new MedPeftException($"{path}: line {line}: field \"caption\" missing");
-            yield return (Path.Combine(benchDir, image), caption);
-        }
-    }
+    static IEnumerable<(string Image, string Caption)> ReadCaptions(string benchDir) =>
+        JsonLines.Read(SyntheticBench.CaptionsFile(benchDir)).Select(l => (Path.Combine(benchDir, l.String("image")!), l.String("caption")!));
 
     void WriteResults(List<StudyRow> rows)
     {
