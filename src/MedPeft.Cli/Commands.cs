@@ -15,7 +15,7 @@ static class Commands
 {
     static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
 
-    public static IEnumerable<Command> All() => [Study(), Train(), Eval(), Inspect(), Score(), Data()];
+    public static IEnumerable<Command> All() => [Study(), Train(), Eval(), Inspect(), Score(), Data(), ParityCommand()];
 
     static Command Study()
     {
@@ -228,6 +228,38 @@ static class Commands
         });
         var c = new Command("data", "Dataset tools.");
         c.Add(check);
+        return c;
+    }
+
+    static Command ParityCommand()
+    {
+        var dir = new Argument<string>("MODEL_DIR") { Description = "model folder (config.json, model.safetensors)" };
+        var inputs = new Option<string>("--inputs") { Description = "inputs.safetensors", Required = true };
+        var expected = new Option<string>("--expected") { Description = "expected.safetensors made by the Python reference", Required = true };
+        var json = new Option<bool>("--json") { Description = "print the per-tensor results as JSON" };
+        var c = new Command("parity", $"Recompute every tensor of a reference file and compare (|diff| ≤ {Parity.Atol:G} + {Parity.Rtol:G}·|expected|; integers exact). Exit 1 if any is off or missing.");
+        c.Add(dir); c.Add(inputs); c.Add(expected); c.Add(json);
+        c.SetAction(r =>
+        {
+            var entries = Parity.Run(r.GetValue(dir)!, r.GetValue(inputs)!, r.GetValue(expected)!);
+            if (r.GetValue(json))
+                Console.WriteLine(new JsonArray(entries.Select(e => (JsonNode)new JsonObject
+                {
+                    ["name"] = e.Name, ["max_abs_diff"] = double.IsFinite(e.MaxAbsDiff) ? e.MaxAbsDiff : null, ["ok"] = e.Ok, ["error"] = e.Error,
+                }).ToArray()).ToJsonString(Indented));
+            else
+            {
+                var t = new Table().Border(TableBorder.Rounded);
+                t.AddColumn("tensor"); t.AddColumn(new TableColumn("max |diff|") { Alignment = Justify.Right }); t.AddColumn("ok");
+                foreach (var e in entries)
+                    t.AddRow(Markup.Escape(e.Name), double.IsFinite(e.MaxAbsDiff) ? e.MaxAbsDiff.ToString("E2") : "–",
+                        e.Ok ? "[green]ok[/]" : $"[red]{Markup.Escape(e.Error ?? "off")}[/]");
+                AnsiConsole.Write(t);
+            }
+            int bad = entries.Count(e => !e.Ok);
+            Console.WriteLine(bad == 0 ? $"parity: all {entries.Count} tensors within tolerance" : $"parity: {bad} of {entries.Count} tensors off or not computed");
+            return bad == 0 ? 0 : 1;
+        });
         return c;
     }
 }

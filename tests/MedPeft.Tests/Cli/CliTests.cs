@@ -120,3 +120,31 @@ public class CliTests
         Assert.Equal(1, json["train"]!["skipped"]!["q_lang=zh"]!.GetValue<int>());
     }
 }
+
+public class ParityCliTests
+{
+    [Theory]
+    [InlineData("blip_vqa")]
+    [InlineData("blip_caption")]
+    public void Parity_exits_0_on_the_blip_fixtures(string name)
+    {
+        var dir = Fixtures.Path("hf", name);
+        var r = CliRunner.Run("parity", dir, "--inputs", Path.Combine(dir, "inputs.safetensors"), "--expected", Path.Combine(dir, "expected.safetensors"), "--json");
+        Assert.True(r.ExitCode == 0, r.StdOut + r.StdErr);
+        var entries = System.Text.Json.Nodes.JsonNode.Parse(r.StdOut[..(r.StdOut.LastIndexOf(']') + 1)])!.AsArray();
+        Assert.All(entries, e => Assert.True(e!["ok"]!.GetValue<bool>(), e.ToJsonString()));
+    }
+
+    [Fact]
+    public void Parity_exits_1_when_a_tensor_is_off()
+    {
+        var dir = Fixtures.Path("hf", "blip_vqa");
+        var tmp = Directory.CreateTempSubdirectory("medpeft-parity-").FullName;
+        var expected = MedPeft.Models.Checkpoint.ReadSafetensors(Path.Combine(dir, "expected.safetensors"));
+        expected["loss"] = expected["loss"] + 0.01f;
+        MedPeft.Models.Checkpoint.SaveSafetensors(expected.Select(kv => (kv.Key, kv.Value)), Path.Combine(tmp, "expected.safetensors"));
+        var r = CliRunner.Run("parity", dir, "--inputs", Path.Combine(dir, "inputs.safetensors"), "--expected", Path.Combine(tmp, "expected.safetensors"));
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("1 of 49 tensors off", r.StdOut);
+    }
+}

@@ -1,0 +1,110 @@
+using System.Text.Json.Nodes;
+using MedPeft.Models;
+using MedPeft.Models.Blip;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MedPeft.Experiments;
+
+/// <summary>One compared tensor: max |actual − expected| (where compared) and whether every element is within
+/// atol + rtol·|expected| (integers: exactly equal).</summary>
+public sealed record ParityEntry(string Name, double MaxAbsDiff, bool Ok, string? Error = null);
+
+/// <summary>`medpeft parity`: recompute, with MedPeft's implementation, every tensor of a golden file made by the
+/// Python reference (the fixture layout: model folder + inputs.safetensors + expected.safetensors, calls as in
+/// fixtures/hf/README.md) and compare with its tolerance. Works on any folder built that way.</summary>
+public static class Parity
+{
+    public const double Atol = 1e-4, Rtol = 1e-4;
+
+    public static List<ParityEntry> Run(string modelDir, string inputsPath, string expectedPath)
+    {
+        var configPath = Path.Combine(modelDir, "config.json");
+        if (!File.Exists(configPath)) throw new MedPeftException($"{configPath}: file not found");
+        var arch = (JsonNode.Parse(File.ReadAllText(configPath))?["architectures"] as JsonArray)?.FirstOrDefault()?.GetValue<string>()
+                   ?? throw new MedPeftException($"{configPath}: field \"architectures\" missing");
+        var inputs = Checkpoint.ReadSafetensors(inputsPath);
+        var expected = Checkpoint.ReadSafetensors(expectedPath);
+        var weights = Path.Combine(modelDir, "model.safetensors");
+        using var scope = torch.NewDisposeScope();
+        var computed = arch switch
+        {
+            "BlipForQuestionAnswering" => BlipVqa(BlipConfig.Load(configPath), weights, inputs, expected),
+            "BlipForConditionalGeneration" => BlipCaption(BlipConfig.Load(configPath), weights, inputs, expected),
+            _ => throw new MedPeftException($"{configPath}: architecture \"{arch}\" is not supported by parity yet"),
+        };
+        return expected.Select(kv => computed.TryGetValue(kv.Key, out var actual)
+            ? Compare(kv.Key, kv.Value, actual)
+            : new ParityEntry(kv.Key, double.NaN, false, "not computed")).ToList();
+    }
+
+    /// <summary>Elementwise tolerance check, optionally only where <paramref name="where"/> is true.</summary>
+    public static ParityEntry Compare(string name, Tensor expected, Tensor actual, Tensor? where = null)
+    {
+        if (!expected.shape.SequenceEqual(actual.shape))
+            return new ParityEntry(name, double.NaN, false, $"shape [{string.Join(",", actual.shape)}] != expected [{string.Join(",", expected.shape)}]");
+        using var scope = torch.NewDisposeScope();
+        var e = expected.to(ScalarType.Float64);
+        var a = actual.detach().cpu().to(ScalarType.Float64);
+        var diff = (a - e).abs();
+        var excess = diff - (expected.is_floating_point() ? Atol + Rtol * e.abs() : torch.zeros_like(e));
+        if (where is not null) { diff = diff.masked_fill(where.logical_not(), 0); excess = excess.masked_fill(where.logical_not(), -1); }
+        double max = diff.numel() == 0 ? 0 : diff.max().item<double>();
+        bool ok = excess.numel() == 0 || excess.max().item<double>() <= 0;
+        return new ParityEntry(name, max, ok);
+    }
+
+    static Dictionary<string, Tensor> Grads(nn.Module model, IEnumerable<string> expectedKeys)
+    {
+        var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        var result = new Dictionary<string, Tensor>();
+        foreach (var key in expectedKeys.Where(k => k.StartsWith("grad.")))
+            if (parameters.TryGetValue(key[5..], out var p))
+                result[key] = p.grad?.detach().clone() ?? torch.zeros_like(p);   // PyTorch's None is stored as zeros
+        return result;
+    }
+
+    static Tensor Ids(GenerationResult g) => torch.tensor(g.Sequences.SelectMany(r => r).ToArray()).reshape(g.Sequences.Length, -1);
+
+    static Dictionary<string, Tensor> BlipVqa(BlipConfig config, string weights, Dictionary<string, Tensor> x, Dictionary<string, Tensor> expected)
+    {
+        var model = new BlipForQuestionAnswering(config);
+        Checkpoint.LoadSafetensors(model, weights);
+        model.eval();
+        var r = new Dictionary<string, Tensor>();
+        var o = model.forward(new BlipVqaInput(x["pixel_values"], x["input_ids"], x["attention_mask"], Labels: x["labels"]));
+        r["vision_last_hidden_state"] = o.ImageEmbeds; r["vision_pooler_output"] = o.VisionPoolerOutput;
+        r["text_encoder_last_hidden_state"] = o.QuestionEmbeds; r["decoder_logits"] = o.DecoderLogits; r["loss"] = o.Loss!;
+        o.Loss!.backward();
+        foreach (var kv in Grads(model, expected.Keys)) r[kv.Key] = kv.Value;
+        if (x.ContainsKey("decoder_input_ids"))
+            using (torch.no_grad())
+            {
+                var m = model.forward(new BlipVqaInput(x["pixel_values"], x["input_ids"], x["attention_mask"], x["decoder_input_ids"], x["decoder_attention_mask"], x["labels_masked"]));
+                r["decoder_logits_masked"] = m.DecoderLogits; r["loss_masked"] = m.Loss!;
+            }
+        var gen = model.Generate(x["pixel_values"], x["input_ids"], x["attention_mask"], new GenerationOptions(MaxNewTokens: GeneratedSteps(expected)), keepScores: true);
+        r["generated_ids"] = Ids(gen); r["generated_scores"] = torch.stack(gen.Scores!);
+        return r;
+    }
+
+    static Dictionary<string, Tensor> BlipCaption(BlipConfig config, string weights, Dictionary<string, Tensor> x, Dictionary<string, Tensor> expected)
+    {
+        var model = new BlipForConditionalGeneration(config);
+        Checkpoint.LoadSafetensors(model, weights);
+        model.eval();
+        var r = new Dictionary<string, Tensor>();
+        var o = model.forward(new BlipCaptionInput(x["pixel_values"], x["input_ids"], x["attention_mask"], x["labels"]));
+        r["vision_last_hidden_state"] = o.ImageEmbeds; r["logits"] = o.Logits; r["loss"] = o.Loss!;
+        o.Loss!.backward();
+        foreach (var kv in Grads(model, expected.Keys)) r[kv.Key] = kv.Value;
+        var gen = model.Generate(x["pixel_values"], new GenerationOptions(MaxNewTokens: GeneratedSteps(expected)), keepScores: true);
+        r["generated_ids"] = Ids(gen); r["generated_scores"] = torch.stack(gen.Scores!);
+        return r;
+    }
+
+    /// <summary>Greedy steps to run: as many as the reference recorded scores for (it stops early only when every
+    /// row has ended, which the same number of steps reproduces); 5 (the fixtures' max_new_tokens) otherwise.</summary>
+    static int GeneratedSteps(Dictionary<string, Tensor> expected) =>
+        expected.TryGetValue("generated_scores", out var s) ? (int)s.shape[0] : 5;
+}
