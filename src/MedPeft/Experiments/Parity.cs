@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using MedPeft.Models;
 using MedPeft.Models.Blip;
+using MedPeft.Models.Llava;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -31,11 +32,25 @@ public static class Parity
         {
             "BlipForQuestionAnswering" => BlipVqa(BlipConfig.Load(configPath), weights, inputs, expected),
             "BlipForConditionalGeneration" => BlipCaption(BlipConfig.Load(configPath), weights, inputs, expected),
+            "LlavaForConditionalGeneration" => Llava(LlavaConfig.Load(configPath), weights, inputs, expected),
             _ => throw new MedPeftException($"{configPath}: architecture \"{arch}\" is not supported by parity yet"),
         };
+        // LLaVA's left-padded rows: pad queries see only masked keys, so those positions are compared only where
+        // the merged attention mask is 1 (fixtures/hf/README.md).
+        computed.TryGetValue("merged_attention_mask", out var merged);
         return expected.Select(kv => computed.TryGetValue(kv.Key, out var actual)
-            ? Compare(kv.Key, kv.Value, actual)
+            ? Compare(kv.Key, kv.Value, actual, merged is not null && MaskedNames.Contains(kv.Key) ? PositionMask(merged, kv.Value) : null)
             : new ParityEntry(kv.Key, double.NaN, false, "not computed")).ToList();
+    }
+
+    static readonly HashSet<string> MaskedNames = ["logits", "text_last_hidden_state", "logits_with_adapter", "logits_merged"];
+
+    /// <summary>[B, L] mask broadcast to a [B, L, …] tensor.</summary>
+    static Tensor PositionMask(Tensor mask, Tensor like)
+    {
+        var m = mask.to(ScalarType.Bool);
+        while (m.dim() < like.dim()) m = m.unsqueeze(-1);
+        return m.expand(like.shape);
     }
 
     /// <summary>Elementwise tolerance check, optionally only where <paramref name="where"/> is true.</summary>
@@ -100,6 +115,31 @@ public static class Parity
         foreach (var kv in Grads(model, expected.Keys)) r[kv.Key] = kv.Value;
         var gen = model.Generate(x["pixel_values"], new GenerationOptions(MaxNewTokens: GeneratedSteps(expected)), keepScores: true);
         r["generated_ids"] = Ids(gen); r["generated_scores"] = torch.stack(gen.Scores!);
+        return r;
+    }
+
+    static Dictionary<string, Tensor> Llava(LlavaConfig config, string weights, Dictionary<string, Tensor> x, Dictionary<string, Tensor> expected)
+    {
+        var model = new LlavaForConditionalGeneration(config);
+        Checkpoint.LoadSafetensors(model, weights);
+        model.eval();
+        var r = new Dictionary<string, Tensor>();
+        var o = model.forward(new LlavaInput(x["input_ids"], x["pixel_values"], x["attention_mask"], x.GetValueOrDefault("labels")));
+        void Put(string name, Tensor? t) { if (t is not null) r[name] = t; }
+        Put("vision_feature_layer_output", o.VisionFeatureLayerOutput); Put("vision_last_hidden_state", o.VisionLastHiddenState);
+        Put("image_features", o.ImageFeatures); Put("merged_inputs_embeds", o.MergedInputsEmbeds);
+        Put("merged_attention_mask", o.MergedAttentionMask); Put("merged_position_ids", o.MergedPositionIds);
+        Put("text_last_hidden_state", o.TextLastHiddenState); Put("logits", o.Logits); Put("loss", o.Loss);
+        if (o.Loss is not null)
+        {
+            o.Loss.backward();
+            foreach (var kv in Grads(model, expected.Keys)) r[kv.Key] = kv.Value;
+        }
+        // The fixtures' generate call passes pad_token_id=0, eos_token_id=2 (Llama's eos).
+        var gen = model.Generate(x["pixel_values"], x["input_ids"], x["attention_mask"],
+            new GenerationOptions(MaxNewTokens: GeneratedSteps(expected), EosTokenId: (int)(config.TextConfig.EosTokenId ?? 2), PadTokenId: (int)Math.Max(0, config.EffectivePadTokenId)));
+        r["generated_ids"] = Ids(gen);
+        if (gen.Scores is not null) r["generated_scores"] = torch.stack(gen.Scores);
         return r;
     }
 

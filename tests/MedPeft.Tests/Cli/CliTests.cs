@@ -126,7 +126,8 @@ public class ParityCliTests
     [Theory]
     [InlineData("blip_vqa")]
     [InlineData("blip_caption")]
-    public void Parity_exits_0_on_the_blip_fixtures(string name)
+    [InlineData("llava")]
+    public void Parity_exits_0_on_the_model_fixtures(string name)
     {
         var dir = Fixtures.Path("hf", name);
         var r = CliRunner.Run("parity", dir, "--inputs", Path.Combine(dir, "inputs.safetensors"), "--expected", Path.Combine(dir, "expected.safetensors"), "--json");

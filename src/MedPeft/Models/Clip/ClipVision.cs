@@ -168,7 +168,7 @@ public sealed class CLIPEncoder : nn.Module<Tensor, Tensor[]>
         var states = new List<Tensor> { x };
         int n = Math.Min(upToLayer ?? layers.Count, layers.Count);
         for (int i = 0; i < n; i++) { x = layers[i].forward(x); states.Add(x); }
-        foreach (var s in states) s.MoveToOuterDisposeScope();
+        foreach (var s in states.Skip(1)) s.MoveToOuterDisposeScope();   // states[0] is the caller's input
         return states.ToArray();
     }
 

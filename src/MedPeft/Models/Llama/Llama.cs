@@ -32,6 +32,8 @@ public sealed class LlamaConfig
     [JsonPropertyName("pretraining_tp")] public int PretrainingTp { get; set; } = 1;
     [JsonPropertyName("tie_word_embeddings")] public bool TieWordEmbeddings { get; set; } = false;
     [JsonPropertyName("rope_theta")] public double RopeTheta { get; set; } = 10000.0;
+    /// <summary>HF's rope_scaling (linear / dynamic NTK). Not implemented: a non-null value is rejected.</summary>
+    [JsonPropertyName("rope_scaling")] public System.Text.Json.JsonElement? RopeScaling { get; set; }
     [JsonPropertyName("attention_bias")] public bool AttentionBias { get; set; } = false;
     [JsonPropertyName("attention_dropout")] public double AttentionDropout { get; set; } = 0.0;
     /// <summary>Mistral only (model_type "mistral"): sliding-window attention. TODO: not applied yet; a config with
@@ -44,13 +46,15 @@ public sealed class LlamaConfig
     public void Validate(string source, string prefix = "text_config")
     {
         void Check(bool ok, string field, string why) { if (!ok) throw new MedPeftException($"{source}: field \"{prefix}.{field}\" {why}"); }
-        Check(ModelType is "llama" or "mistral", "model_type", $"\"{ModelType}\" is not supported (llama, mistral)");
+        // TODO Mistral: other class defaults (e.g. sliding_window 4096, intermediate 14336, 8 KV heads) and the
+        // sliding-window mask; until then only model_type "llama" is accepted.
+        Check(ModelType == "llama", "model_type", $"\"{ModelType}\" is not supported (only \"llama\"; Mistral is a TODO)");
         Check(HiddenSize > 0 && NumAttentionHeads > 0 && HiddenSize % NumAttentionHeads == 0, "hidden_size", "must be a positive multiple of num_attention_heads");
         Check(KeyValueHeads > 0 && NumAttentionHeads % KeyValueHeads == 0, "num_key_value_heads", "must divide num_attention_heads");
         Check(HeadDim % 2 == 0, "hidden_size", "must give an even head dimension (rotary embeddings)");
         Check(VocabSize > 0, "vocab_size", "must be positive");
+        Check(RopeScaling is null || RopeScaling.Value.ValueKind == System.Text.Json.JsonValueKind.Null, "rope_scaling", "is not supported (only plain RoPE)");
         Check(NumHiddenLayers > 0, "num_hidden_layers", "must be positive");
-        Check(PretrainingTp == 1 || true, "pretraining_tp", "");   // tp slicing is numerically the same linear map
         Activations.Get(HiddenAct);
     }
 }
