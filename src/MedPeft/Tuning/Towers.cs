@@ -12,6 +12,11 @@ public sealed class TowerLayout(IReadOnlyDictionary<string, string> towers, IRea
         new Dictionary<string, string> { ["vision"] = "vision_model.", ["text_encoder"] = "text_encoder.", ["text_decoder"] = "text_decoder." },
         new Dictionary<string, string[]> { ["text"] = ["text_encoder", "text_decoder"] });
 
+    /// <summary>LLaVA (HF layout): CLIP vision tower, multi-modal projector, language model.</summary>
+    public static readonly TowerLayout Llava = new(
+        new Dictionary<string, string> { ["vision"] = "vision_tower.", ["projector"] = "multi_modal_projector.", ["llm"] = "language_model." },
+        new Dictionary<string, string[]>());
+
     public string? TowerOf(string parameterName) =>
         Towers.FirstOrDefault(t => parameterName.StartsWith(t.Value, StringComparison.Ordinal)).Key;
 
