@@ -8,11 +8,11 @@ public static class StrategyDefaults
 {
     public static readonly IReadOnlyDictionary<string, double> LearningRates = new Dictionary<string, double>
     {
-        ["full"] = 2e-4,
-        ["ffn"] = 2e-4,
-        ["attn"] = 2e-4,
-        ["bias"] = 3e-3,
-        ["ln"] = 1e-2,
+        ["full"] = 5e-4,
+        ["ffn"] = 5e-4,
+        ["attn"] = 5e-4,
+        ["bias"] = 1e-2,
+        ["ln"] = 3e-2,
     };
 
     public static double LearningRate(string strategy)
