@@ -118,9 +118,10 @@ public sealed class EmbeddedStudy(StudyOptions options, IStudyObserver observer)
         observer.Stage("zero-shot (pretrained, untuned)");
         using (var zeroShot = BlipModelFolder.Load(pretrain.Dir, device))
         {
-            var report = TuningStrategy.Parse("full", TowerLayout.Blip).Apply(zeroShot);
+            PeakMemory.Reset();
+            long total = ModelUtils.UniqueParameters(zeroShot).Sum(p => p.Param.numel());
             var scores = VqaEvaluation.Evaluate(zeroShot, test, batcher, VqaEvaluation.MissDecoding, device);
-            Add(new StudyRow("zero-shot", "pretrained, untuned", 0, report.Total, scores, null, 0, 0, 0, 0, PeakMemory.Bytes()));
+            Add(new StudyRow("zero-shot", "pretrained, untuned", 0, total, scores, null, 0, 0, 0, 0, PeakMemory.Bytes()));
         }
 
         foreach (var strategy in options.Strategies)
