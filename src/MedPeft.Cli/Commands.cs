@@ -147,21 +147,18 @@ static class Commands
 
     static Command Inspect()
     {
-        var arch = new Option<string>("--arch") { Description = $"a preset ({string.Join(", ", BlipPresets.Named.Keys)}) or a checkpoint folder with config.json", Required = true };
-        var strategy = new Option<string>("--strategy") { Description = "e.g. ln, ln@text, ffn, attn, bias, full, full@vision+ln@text", DefaultValueFactory = _ => "ln" };
+        var arch = new Option<string>("--arch") { Description = $"a preset ({string.Join(", ", Presets.Names)}) or a checkpoint folder with config.json", Required = true };
+        var strategy = new Option<string>("--strategy") { Description = "e.g. ln, ln@text, ln@llm, ffn, attn, bias, full, full@vision+ln@text, lora@llm", DefaultValueFactory = _ => "ln" };
         var json = new Option<bool>("--json") { Description = "print {\"total\", \"trainable\", \"towers\"} as JSON" };
         var c = new Command("inspect", "Count what a strategy trains on an architecture, per tower — built on the meta device, no weights allocated.");
         c.Add(arch); c.Add(strategy); c.Add(json);
         c.SetAction(r =>
         {
             var name = r.GetValue(arch)!;
-            var config = BlipPresets.Named.TryGetValue(name, out var preset) ? preset()
-                : Directory.Exists(name) ? BlipModelFolder.LoadConfig(name)
-                : throw new MedPeftException($"--arch {name}: not a preset ({string.Join(", ", BlipPresets.Named.Keys)}) nor a folder with config.json");
             var spec = r.GetValue(strategy)!;
-            var parsed = TuningStrategy.Parse(spec, TowerLayout.Blip);
-            using var model = ModelUtils.OnMeta(() => new BlipForQuestionAnswering(config));
-            var report = parsed.Apply(model);
+            var (model, layout) = Presets.Build(name);
+            using var _ = model;
+            var report = TuningStrategy.Parse(spec, layout).Apply(model);
             if (r.GetValue(json)) Console.WriteLine(report.ToJson().ToJsonString(Indented));
             else ConsoleUi.TrainableTable(name, spec, report);
             return 0;

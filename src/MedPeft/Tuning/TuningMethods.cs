@@ -10,6 +10,7 @@ public static class TuningMethods
         ["ffn"] = SelectiveTuning.FeedForward,
         ["attn"] = SelectiveTuning.Attention,
         ["bias"] = SelectiveTuning.Bias,
+        ["lora"] = new LoraMethod(),
     };
 
     public static ITuningMethod Get(string name, string context) =>

@@ -70,9 +70,9 @@ public sealed class BlipTextSelfAttention : nn.Module<Tensor, Tensor?, Tensor?, 
         long b = hidden.shape[0], d = query.weight!.shape[0], hd = d / _heads;
         var kvSource = encoderHiddenStates ?? hidden;
         Tensor Heads(Tensor t) => t.view(b, -1, _heads, hd).transpose(1, 2);
-        var q = Heads(query.forward(hidden));
-        var k = Heads(key.forward(kvSource));
-        var v = Heads(value.forward(kvSource));
+        var q = Heads(query.call(hidden));
+        var k = Heads(key.call(kvSource));
+        var v = Heads(value.call(kvSource));
         var ctx = nn.functional.scaled_dot_product_attention(q, k, v, additiveMask, p: training ? _dropout : 0.0);
         return ctx.transpose(1, 2).reshape(b, -1, d).MoveToOuterDisposeScope();
     }
@@ -96,7 +96,7 @@ public sealed class BlipTextSelfOutput : nn.Module<Tensor, Tensor, Tensor>
     public override Tensor forward(Tensor hidden, Tensor residual)
     {
         using var scope = torch.NewDisposeScope();
-        var x = nn.functional.dropout(dense.forward(hidden), _dropout, training);
+        var x = nn.functional.dropout(dense.call(hidden), _dropout, training);
         return LayerNorm.forward(x + residual).MoveToOuterDisposeScope();
     }
 }
@@ -135,7 +135,7 @@ public sealed class BlipTextIntermediate : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = torch.NewDisposeScope();
-        return _act(dense.forward(x)).MoveToOuterDisposeScope();
+        return _act(dense.call(x)).MoveToOuterDisposeScope();
     }
 }
 
@@ -251,7 +251,7 @@ public sealed class BlipTextPredictionHeadTransform : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = torch.NewDisposeScope();
-        return LayerNorm.forward(_act(dense.forward(x))).MoveToOuterDisposeScope();
+        return LayerNorm.forward(_act(dense.call(x))).MoveToOuterDisposeScope();
     }
 }
 
@@ -274,7 +274,7 @@ public sealed class BlipTextLMPredictionHead : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = torch.NewDisposeScope();
-        return decoder.forward(transform.forward(x)).MoveToOuterDisposeScope();
+        return decoder.call(transform.forward(x)).MoveToOuterDisposeScope();
     }
 }
 

@@ -55,10 +55,10 @@ public sealed class BlipAttention : nn.Module<Tensor, Tensor>
         using var scope = torch.NewDisposeScope();
         long b = x.shape[0], n = x.shape[1], d = x.shape[2];
         // [B, N, 3, H, hd] -> [3, B, H, N, hd], as HF splits the fused projection.
-        var mixed = qkv.forward(x).reshape(b, n, 3, _heads, d / _heads).permute(2, 0, 3, 1, 4);
+        var mixed = qkv.call(x).reshape(b, n, 3, _heads, d / _heads).permute(2, 0, 3, 1, 4);
         var ctx = nn.functional.scaled_dot_product_attention(mixed[0], mixed[1], mixed[2], p: training ? _dropout : 0.0);
         ctx = ctx.permute(0, 2, 1, 3).reshape(b, n, d);
-        return projection.forward(ctx).MoveToOuterDisposeScope();
+        return projection.call(ctx).MoveToOuterDisposeScope();
     }
 }
 
@@ -79,7 +79,7 @@ public sealed class BlipMLP : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = torch.NewDisposeScope();
-        return fc2.forward(_act(fc1.forward(x))).MoveToOuterDisposeScope();
+        return fc2.call(_act(fc1.call(x))).MoveToOuterDisposeScope();
     }
 }
 

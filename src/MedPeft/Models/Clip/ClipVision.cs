@@ -95,10 +95,10 @@ public sealed class CLIPAttention : nn.Module<Tensor, Tensor>
         using var scope = torch.NewDisposeScope();
         long b = x.shape[0], n = x.shape[1], d = x.shape[2], hd = d / _heads;
         Tensor Heads(Tensor t) => t.view(b, n, _heads, hd).transpose(1, 2);
-        var ctx = nn.functional.scaled_dot_product_attention(Heads(q_proj.forward(x)), Heads(k_proj.forward(x)), Heads(v_proj.forward(x)),
+        var ctx = nn.functional.scaled_dot_product_attention(Heads(q_proj.call(x)), Heads(k_proj.call(x)), Heads(v_proj.call(x)),
             p: training ? _dropout : 0.0);
         ctx = ctx.transpose(1, 2).reshape(b, n, d);
-        return out_proj.forward(ctx).MoveToOuterDisposeScope();
+        return out_proj.call(ctx).MoveToOuterDisposeScope();
     }
 }
 
@@ -119,7 +119,7 @@ public sealed class CLIPMLP : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = torch.NewDisposeScope();
-        return fc2.forward(_act(fc1.forward(x))).MoveToOuterDisposeScope();
+        return fc2.call(_act(fc1.call(x))).MoveToOuterDisposeScope();
     }
 }
 

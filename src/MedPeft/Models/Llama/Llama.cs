@@ -173,9 +173,9 @@ public sealed class LlamaAttention : nn.Module<Tensor, LlamaLayerContext, Tensor
     {
         using var scope = torch.NewDisposeScope();
         long b = x.shape[0], l = x.shape[1];
-        var q = q_proj.forward(x).view(b, l, _heads, _headDim).transpose(1, 2);
-        var k = k_proj.forward(x).view(b, l, _kvHeads, _headDim).transpose(1, 2);
-        var v = v_proj.forward(x).view(b, l, _kvHeads, _headDim).transpose(1, 2);
+        var q = q_proj.call(x).view(b, l, _heads, _headDim).transpose(1, 2);
+        var k = k_proj.call(x).view(b, l, _kvHeads, _headDim).transpose(1, 2);
+        var v = v_proj.call(x).view(b, l, _kvHeads, _headDim).transpose(1, 2);
         q = LlamaRotary.Apply(q, ctx.Cos, ctx.Sin);
         k = LlamaRotary.Apply(k, ctx.Cos, ctx.Sin);
         if (ctx.Cache is not null) (k, v) = ctx.Cache.Update(ctx.Layer, k, v);
@@ -184,7 +184,7 @@ public sealed class LlamaAttention : nn.Module<Tensor, LlamaLayerContext, Tensor
         var mask = ctx.AdditiveMask?.to(q.dtype);
         var o = nn.functional.scaled_dot_product_attention(q, k, v, mask, p: training ? _dropout : 0.0);
         o = o.transpose(1, 2).reshape(b, l, _heads * _headDim);
-        return o_proj.forward(o).MoveToOuterDisposeScope();
+        return o_proj.call(o).MoveToOuterDisposeScope();
     }
 }
 
@@ -207,7 +207,7 @@ public sealed class LlamaMLP : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = torch.NewDisposeScope();
-        return down_proj.forward(_act(gate_proj.forward(x)) * up_proj.forward(x)).MoveToOuterDisposeScope();
+        return down_proj.call(_act(gate_proj.call(x)) * up_proj.call(x)).MoveToOuterDisposeScope();
     }
 }
 
@@ -326,7 +326,7 @@ public sealed class LlamaForCausalLM : nn.Module<LlamaInput, CausalLMOutput>
     {
         using var scope = torch.NewDisposeScope();
         var h = model.forward(input);
-        var logits = lm_head.forward(h);
+        var logits = lm_head.call(h);
         return new CausalLMOutput(logits.MoveToOuterDisposeScope(), h.MoveToOuterDisposeScope());
     }
 }

@@ -101,8 +101,8 @@ public sealed class LlavaMultiModalProjector : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = torch.NewDisposeScope();
-        var h = linear_1.forward(x);
-        if (linear_2 is not null) h = linear_2.forward(_act!(h));
+        var h = linear_1.call(x);
+        if (linear_2 is not null) h = linear_2.call(_act!(h));
         return h.MoveToOuterDisposeScope();
     }
 }
