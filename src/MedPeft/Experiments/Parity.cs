@@ -18,7 +18,9 @@ public static class Parity
 {
     public const double Atol = 1e-4, Rtol = 1e-4;
 
-    public static List<ParityEntry> Run(string modelDir, string inputsPath, string expectedPath)
+    /// <param name="adapterDir">A PEFT adapter folder (LORA, LN_TUNING) applied to the model; the expected file
+    /// then holds the adapter tensors (logits_with_adapter, grad.&lt;adapter key&gt;, logits_merged, …).</param>
+    public static List<ParityEntry> Run(string modelDir, string inputsPath, string expectedPath, string? adapterDir = null)
     {
         var configPath = Path.Combine(modelDir, "config.json");
         if (!File.Exists(configPath)) throw new MedPeftException($"{configPath}: file not found");
@@ -32,9 +34,13 @@ public static class Parity
         {
             "BlipForQuestionAnswering" => BlipVqa(BlipConfig.Load(configPath), weights, inputs, expected),
             "BlipForConditionalGeneration" => BlipCaption(BlipConfig.Load(configPath), weights, inputs, expected),
+            "LlavaForConditionalGeneration" when adapterDir is not null => LlavaAdapter(LlavaConfig.Load(configPath), weights, adapterDir, inputs, expected),
+            _ when adapterDir is not null => throw new MedPeftException($"--adapter: adapters are supported for LLaVA checkpoints only so far ({configPath} is {arch})"),
             "LlavaForConditionalGeneration" => Llava(LlavaConfig.Load(configPath), weights, inputs, expected),
             _ => throw new MedPeftException($"{configPath}: architecture \"{arch}\" is not supported by parity yet"),
         };
+        if (!computed.ContainsKey("merged_attention_mask") && inputs.ContainsKey("input_ids") && arch == "LlavaForConditionalGeneration")
+            computed["merged_attention_mask"] = MergedMask(LlavaConfig.Load(configPath), weights, inputs);
         // LLaVA's left-padded rows: pad queries see only masked keys, so those positions are compared only where
         // the merged attention mask is 1 (fixtures/hf/README.md).
         computed.TryGetValue("merged_attention_mask", out var merged);
@@ -141,6 +147,24 @@ public static class Parity
         r["generated_ids"] = Ids(gen);
         if (gen.Scores is not null) r["generated_scores"] = torch.stack(gen.Scores);
         return r;
+    }
+
+    static Dictionary<string, Tensor> LlavaAdapter(LlavaConfig config, string weights, string adapterDir, Dictionary<string, Tensor> x, Dictionary<string, Tensor> expected)
+    {
+        var model = new LlavaForConditionalGeneration(config);
+        Checkpoint.LoadSafetensors(model, weights);
+        model.eval();
+        return MedPeft.Tuning.PeftAdapters.LlavaAdapterTensors(model, adapterDir, x, expected);
+    }
+
+    /// <summary>The merged attention mask of the plain model, for masking adapter logits (the adapter does not change it).</summary>
+    static Tensor MergedMask(LlavaConfig config, string weights, Dictionary<string, Tensor> x)
+    {
+        using var model = new LlavaForConditionalGeneration(config);
+        Checkpoint.LoadSafetensors(model, weights);
+        model.eval();
+        using var noGrad = torch.no_grad();
+        return model.forward(new LlavaInput(x["input_ids"], x["pixel_values"], x["attention_mask"])).MergedAttentionMask.clone();
     }
 
     /// <summary>Greedy steps to run: as many as the reference recorded scores for (it stops early only when every

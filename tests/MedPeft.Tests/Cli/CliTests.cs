@@ -19,9 +19,17 @@ public class CliTests
     [InlineData("ffn", 170_007_552)]
     [InlineData("attn", 141_742_080)]
     [InlineData("ln@text", 115_200)]
-    public void Inspect_counts_other_strategies(string strategy, long trainable)
+    public void Inspect_counts_other_strategies(string strategy, long trainable) => InspectCounts("miss-base", strategy, trainable);
+
+    [Theory]
+    [InlineData("ln@llm", 266_240)]
+    [InlineData("ln", 368_640)]
+    [InlineData("lora@llm", 4_194_304)]
+    public void Inspect_counts_llava_med_7b(string strategy, long trainable) => InspectCounts("llava-med-7b", strategy, trainable);
+
+    static void InspectCounts(string arch, string strategy, long trainable)
     {
-        var r = CliRunner.Run("inspect", "--arch", "miss-base", "--strategy", strategy, "--json");
+        var r = CliRunner.Run("inspect", "--arch", arch, "--strategy", strategy, "--json");
         Assert.True(r.ExitCode == 0, r.StdErr);
         Assert.Equal(trainable, JsonNode.Parse(r.StdOut)!["trainable"]!.GetValue<long>());
     }
@@ -134,6 +142,18 @@ public class ParityCliTests
         Assert.True(r.ExitCode == 0, r.StdOut + r.StdErr);
         var entries = System.Text.Json.Nodes.JsonNode.Parse(r.StdOut[..(r.StdOut.LastIndexOf(']') + 1)])!.AsArray();
         Assert.All(entries, e => Assert.True(e!["ok"]!.GetValue<bool>(), e.ToJsonString()));
+    }
+
+    [Theory]
+    [InlineData("llava_lora")]
+    [InlineData("llava_ln_tuning")]
+    public void Parity_exits_0_on_the_peft_adapter_fixtures(string adapter)
+    {
+        var dir = Fixtures.Path("hf", "llava");
+        var r = CliRunner.Run("parity", dir, "--adapter", Fixtures.Path("hf", adapter), "--inputs", Path.Combine(dir, "inputs.safetensors"),
+            "--expected", Fixtures.Path("hf", adapter, "expected.safetensors"));
+        Assert.True(r.ExitCode == 0, r.StdOut + r.StdErr);
+        Assert.Contains("within tolerance", r.StdOut);
     }
 
     [Fact]
