@@ -15,7 +15,7 @@ static class Commands
 {
     static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
 
-    public static IEnumerable<Command> All() => [Study(), Train(), Eval(), Inspect(), Score(), Data(), ParityCommand()];
+    public static IEnumerable<Command> All() => [Study(), Train(), Eval(), Inspect(), Score(), Data(), ParityCommand(), Bench()];
 
     static Command Study()
     {
@@ -258,6 +258,28 @@ static class Commands
             Console.WriteLine(bad == 0 ? $"parity: all {entries.Count} tensors within tolerance" : $"parity: {bad} of {entries.Count} tensors off or not computed");
             return bad == 0 ? 0 : 1;
         });
+        return c;
+    }
+
+    static Command Bench()
+    {
+        var rt = new RuntimeOptions();
+        var arch = new Option<string>("--arch") { Description = $"a preset ({string.Join(", ", Presets.Names)}) or a checkpoint folder", Required = true };
+        var dtype = new Option<string>("--dtype") { Description = "bf16, fp16 or fp32 (weights are created in this dtype)", DefaultValueFactory = _ => "bf16" };
+        var batch = new Option<int>("--batch") { DefaultValueFactory = _ => 1 };
+        var tokens = new Option<int>("--tokens") { Description = "text tokens per row (LLaVA adds the image tokens)", DefaultValueFactory = _ => 32 };
+        var forward = new Command("forward", "Build a preset with random weights in the given dtype and time one forward pass; prints time and peak memory.");
+        rt.AddTo(forward); forward.Add(arch); forward.Add(dtype); forward.Add(batch); forward.Add(tokens);
+        forward.SetAction(r =>
+        {
+            var device = TorchRuntime.ResolveDevice(rt.Apply(r));
+            var b = ForwardBenchmark.Run(r.GetValue(arch)!, r.GetValue(dtype)!, r.GetValue(batch), r.GetValue(tokens), device, r.GetValue(rt.Seed));
+            Console.WriteLine($"{b.Arch} {b.DType}: {ConsoleUi.Count(b.Parameters)} parameters; build {b.BuildSeconds:F1} s; forward (batch {b.Batch}, {b.TextTokens} text tokens) {b.ForwardSeconds:F1} s; " +
+                              $"logits [{string.Join(", ", b.LogitsShape)}]; peak memory {b.PeakMemoryBytes / (1024.0 * 1024 * 1024):F2} GiB");
+            return 0;
+        });
+        var c = new Command("bench", "Speed and memory figures.");
+        c.Add(forward);
         return c;
     }
 }

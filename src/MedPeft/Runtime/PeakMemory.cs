@@ -11,13 +11,16 @@ public static class PeakMemory
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or DirectoryNotFoundException) { return false; }
     }
 
+    /// <summary>"VmHWM:\t  414000 kB" or "VmHWM:\t14230240 kB" (the padding shrinks as the number grows) → bytes.</summary>
+    public static long ParseStatusKilobytes(string line) =>
+        long.Parse(line.Split((char[])[' ', '\t'], StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+
     public static long Bytes()
     {
         try
         {
             foreach (var line in File.ReadLines("/proc/self/status"))
-                if (line.StartsWith("VmHWM:"))
-                    return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+                if (line.StartsWith("VmHWM:")) return ParseStatusKilobytes(line);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or DirectoryNotFoundException) { }
         return System.Diagnostics.Process.GetCurrentProcess().PeakWorkingSet64;
