@@ -9,7 +9,8 @@ grid=("ln 3e-3" "ln 1e-2" "ln 3e-2" "ln 1e-1"
       "full 1e-4" "full 2e-4" "full 5e-4"
       "attn 2e-4" "attn 5e-4"
       "ffn 2e-4" "ffn 5e-4"
-      "bias 3e-3" "bias 1e-2")
+      "bias 3e-3" "bias 1e-2"
+      "lora 5e-4" "lora 2e-3" "lora 5e-3" "lora 1e-2")
 for pair in "${grid[@]}"; do
   set -- $pair
   "$here/medpeft" study --strategies "$1" --lr "$2" --no-random-init --out "$out/$1-$2" > "$out-$1-$2.log"

@@ -22,7 +22,7 @@ static class Commands
         var rt = new RuntimeOptions();
         var quick = new Option<bool>("--quick") { Description = "a reduced study (≤ 90 s on 2 cores)" };
         var @out = new Option<string?>("--out") { Description = "write results.json and per-run logs here" };
-        var strategies = new Option<string[]>("--strategies") { Description = "strategies to compare (default: full ln ffn attn)", AllowMultipleArgumentsPerToken = true };
+        var strategies = new Option<string[]>("--strategies") { Description = "strategies to compare (default: full ln ffn attn lora)", AllowMultipleArgumentsPerToken = true };
         var cache = new Option<string?>("--cache") { Description = "benchmark + pretrained-model cache (default: $MEDPEFT_CACHE or ~/.cache/medpeft)" };
         var epochs = new Option<int?>("--epochs") { Description = "fine-tuning epochs (default: the plan's)" };
         var lr = new Option<double?>("--lr") { Description = "one learning rate for every strategy (default: per-strategy defaults)" };

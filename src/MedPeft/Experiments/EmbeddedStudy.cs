@@ -21,7 +21,7 @@ public sealed record StudyOptions
     public string? OutDir { get; init; }
     public string Device { get; init; } = "cpu";
     public long Seed { get; init; } = 42;
-    public IReadOnlyList<string> Strategies { get; init; } = ["full", "ln", "ffn", "attn"];
+    public IReadOnlyList<string> Strategies { get; init; } = ["full", "ln", "ffn", "attn", "lora"];
     /// <summary>Adds "full (random init)": the same fine-tuning without pretraining, to show what pretraining buys.</summary>
     public bool IncludeRandomInit { get; init; } = true;
     public int? Epochs { get; init; }

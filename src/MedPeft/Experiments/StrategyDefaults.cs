@@ -13,6 +13,7 @@ public static class StrategyDefaults
         ["attn"] = 5e-4,
         ["bias"] = 1e-2,
         ["ln"] = 3e-2,
+        ["lora"] = 5e-3,   // r 8, alpha 32, dropout 0.1 on query/value (MILE's setting)
     };
 
     public static double LearningRate(string strategy)

@@ -17,7 +17,7 @@ public class StudyIntegrationTests
         Assert.Contains("overall", r.StdOut);
 
         var rows = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "results.json")))!.AsArray();
-        Assert.Equal(["zero-shot", "full", "ln", "ffn", "attn", "full (random init)"], rows.Select(x => x!["strategy"]!.GetValue<string>()));
+        Assert.Equal(["zero-shot", "full", "ln", "ffn", "attn", "lora", "full (random init)"], rows.Select(x => x!["strategy"]!.GetValue<string>()));
         var byName = rows.ToDictionary(x => x!["strategy"]!.GetValue<string>(), x => x!);
         foreach (var row in rows.Skip(1))
         {
