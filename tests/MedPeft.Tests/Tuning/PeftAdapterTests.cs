@@ -311,13 +311,7 @@ public class PeftAdapterTests(ITestOutputHelper output)
     [Fact]
     public void Lora_at_llm_on_llava_med_7b_meta_trains_4_194_304()
     {
-        var config = new LlavaConfig
-        {
-            TextConfig = new LlamaConfig { VocabSize = 32004, HiddenSize = 4096, NumHiddenLayers = 32, NumAttentionHeads = 32, IntermediateSize = 11008, RmsNormEps = 1e-6, PadTokenId = 0 },
-            VisionConfig = new CLIPVisionConfig { HiddenSize = 1024, NumHiddenLayers = 24, NumAttentionHeads = 16, IntermediateSize = 4096, PatchSize = 14, ImageSize = 224, ProjectionDim = 768 },
-            ProjectorType = "linear",
-            ImageTokenIndex = 32000,
-        }.Validate("(llava-med-v1-7b)");
+        var config = Presets.LlavaMed7b();   // LLaMA-7B (vocab 32004) + CLIP ViT-L/14 @ 224 + linear projector
         using var model = ModelUtils.OnMeta(() => new LlavaForConditionalGeneration(config));
         var report = TuningStrategy.Parse("lora@llm", TowerLayout.Llava).Apply(model);
         Assert.Equal(4_194_304L, report.Trainable);
