@@ -15,7 +15,7 @@ static class Commands
 {
     static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
 
-    public static IEnumerable<Command> All() => [Study(), Train(), Eval(), Inspect(), Score(), Data(), ParityCommand(), Bench()];
+    public static IEnumerable<Command> All() => [Study(), Train(), Eval(), Inspect(), Score(), Data(), ParityCommand(), Bench(), Merge()];
 
     static Command Study()
     {
@@ -280,6 +280,22 @@ static class Commands
         });
         var c = new Command("bench", "Speed and memory figures.");
         c.Add(forward);
+        return c;
+    }
+
+    static Command Merge()
+    {
+        var baseDir = new Argument<string>("BASE") { Description = "base model folder" };
+        var adapter = new Argument<string>("ADAPTER") { Description = "PEFT adapter folder (adapter_config.json + adapter_model.safetensors; LORA or LN_TUNING)" };
+        var outDir = new Argument<string>("OUT") { Description = "output model folder" };
+        var c = new Command("merge", "Fold an adapter into the base weights (merge_and_unload) and write a plain checkpoint folder.");
+        c.Add(baseDir); c.Add(adapter); c.Add(outDir);
+        c.SetAction(r =>
+        {
+            AdapterMerge.Run(r.GetValue(baseDir)!, r.GetValue(adapter)!, r.GetValue(outDir)!);
+            Console.WriteLine($"merged model written to {r.GetValue(outDir)}");
+            return 0;
+        });
         return c;
     }
 }

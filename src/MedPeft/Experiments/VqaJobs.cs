@@ -50,6 +50,8 @@ public static class VqaJobs
             job.Train with { LearningRate = lr, LogPath = Path.Combine(job.OutDir, "log.jsonl") },
             validate: validation.Count == 0 ? null : () => (last = VqaEvaluation.Evaluate(model, validation, batcher, greedy, device)).OverallAccuracy,
             progress: progress, cancel: cancel);
+        var adapter = SaveAdapter(model, TuningStrategy.Parse(job.Strategy, TowerLayout.Blip), Path.Combine(job.OutDir, "adapter"));
+        if (Lora.LayersOf(model).Count > 0) Lora.MergeAndUnload(model);   // model/ is a plain HF checkpoint
         BlipModelFolder.Save(model, Path.Combine(job.OutDir, "model"), Path.Combine(job.ModelDir, BlipModelFolder.VocabFile));
         var summary = new JsonObject
         {
@@ -57,9 +59,32 @@ public static class VqaJobs
             ["steps"] = result.Steps, ["train_seconds"] = result.TrainSeconds, ["steps_per_second"] = result.StepsPerSecond,
             ["peak_memory_bytes"] = result.PeakMemoryBytes, ["best_validation_acc"] = result.BestValidation, ["best_step"] = result.BestStep,
             ["towers"] = report.ToJson()["towers"]!.DeepClone(),
+            ["adapter"] = adapter,
         };
         AtomicFile.WriteAllText(Path.Combine(job.OutDir, "train_summary.json"), summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         return new VqaTrainSummary(report, result, last, lr, job.OutDir);
+    }
+
+    /// <summary>Writes what was trained as a PEFT adapter next to the full model: LORA for LoRA strategies, an
+    /// LN_TUNING-style adapter (the tuned modules' parameters, PEFT's ln_tuning_layers keys) for intrinsic ones. Full
+    /// fine-tuning and mixed strategies have no adapter form; returns the PEFT type written or null.</summary>
+    public static string? SaveAdapter(TorchSharp.torch.nn.Module model, TuningStrategy strategy, string dir)
+    {
+        var methods = strategy.Terms.Select(t => t.Method).Distinct().ToList();
+        if (methods.All(m => m is LoraMethod))
+        {
+            PeftAdapters.SaveLora(model, dir, ((LoraMethod)methods[0]).Config ?? LoraMethod.DefaultFor(strategy.Layout), taskType: null);
+            return "LORA";
+        }
+        if (methods.All(m => m is SelectiveTuning && m != SelectiveTuning.Full))
+        {
+            var tuned = model.named_modules()
+                .Where(x => x.name.Length > 0 && x.module.named_parameters(recurse: false).Any(p => p.parameter.requires_grad))
+                .Select(x => x.name).ToList();
+            PeftAdapters.SaveLnTuning(model, dir, tuned, taskType: null);
+            return "LN_TUNING";
+        }
+        return null;
     }
 
     public static (VqaScores Scores, List<VqaPrediction> Predictions) Evaluate(string modelDir, string dataDir, string format, string split,

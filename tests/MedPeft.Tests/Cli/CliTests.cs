@@ -157,6 +157,27 @@ public class ParityCliTests
     }
 
     [Fact]
+    public void Merge_folds_the_peft_lora_adapter_into_llava_and_reproduces_logits_merged()
+    {
+        var outDir = Path.Combine(Directory.CreateTempSubdirectory("medpeft-merge-").FullName, "merged");
+        var r = CliRunner.Run("merge", Fixtures.Path("hf", "llava"), Fixtures.Path("hf", "llava_lora"), outDir);
+        Assert.True(r.ExitCode == 0, r.StdErr);
+        Assert.True(File.Exists(Path.Combine(outDir, "config.json")));
+        var config = MedPeft.Models.Llava.LlavaConfig.Load(Path.Combine(outDir, "config.json"));
+        using var model = new MedPeft.Models.Llava.LlavaForConditionalGeneration(config);
+        MedPeft.Models.Checkpoint.LoadSafetensors(model, Path.Combine(outDir, "model.safetensors"));   // strict: no LoRA keys left
+        model.eval();
+        var x = Fixtures.Load("hf", "llava", "inputs.safetensors");
+        var exp = Fixtures.Load("hf", "llava_lora", "expected.safetensors");
+        using var noGrad = TorchSharp.torch.no_grad();
+        var o = model.forward(new MedPeft.Models.Llava.LlavaInput(x["input_ids"], x["pixel_values"], x["attention_mask"], x["labels"]));
+        var e = MedPeft.Experiments.Parity.Compare("logits_merged", exp["logits_merged"], o.Logits,
+            o.MergedAttentionMask.to(TorchSharp.torch.ScalarType.Bool).unsqueeze(-1).expand(o.Logits.shape));
+        Assert.True(e.Ok, $"max |diff| {e.MaxAbsDiff:E3}");
+        Assert.True(MedPeft.Experiments.Parity.Compare("loss_merged", exp["loss_merged"], o.Loss!).Ok);
+    }
+
+    [Fact]
     public void Parity_exits_1_when_a_tensor_is_off()
     {
         var dir = Fixtures.Path("hf", "blip_vqa");

@@ -1,0 +1,78 @@
+using System.Text.Json.Nodes;
+using MedPeft.Data;
+using MedPeft.Data.Synthetic;
+using MedPeft.Models;
+using MedPeft.Models.Blip;
+
+namespace MedPeft.Tests.Cli;
+
+/// <summary>`medpeft train` then `medpeft eval` through the real CLI on a small generated SLAKE-format set and a
+/// small random BLIP model folder.</summary>
+public class TrainEvalIntegrationTests
+{
+    static (string Model, string Data) Setup(string root)
+    {
+        var data = Path.Combine(root, "bench");
+        var options = SyntheticBenchOptions.Quick with { TrainImages = 40, ValidationImages = 10, TestImages = 10, PretrainImages = 1, ReportTrain = 1, ReportVal = 1, ReportTest = 1 };
+        SyntheticBench.EnsureGenerated(data, options);
+        var vocab = Path.Combine(root, "vocab.txt");
+        BlipTokenizer.WriteVocabulary(SyntheticBench.Vocabulary(options), vocab);
+        var tok = new BlipTokenizer(vocab);
+        TorchRuntime.Seed(3);
+        using var model = new BlipForQuestionAnswering(BlipPresets.Tiny(tok.VocabSize, tok.DecId, tok.SepId, tok.PadId));
+        BlipInit.Apply(model);
+        var dir = Path.Combine(root, "model");
+        BlipModelFolder.Save(model, dir, vocab);
+        return (dir, data);
+    }
+
+    [Theory]
+    [InlineData("ln", "LN_TUNING")]
+    [InlineData("lora@text", "LORA")]
+    public void Train_saves_model_adapter_and_log_then_eval_scores(string strategy, string peftType)
+    {
+        var root = Directory.CreateTempSubdirectory("medpeft-train-").FullName;
+        var (model, data) = Setup(root);
+        var outDir = Path.Combine(root, "run");
+        var r = CliRunner.Run("train", "--model", model, "--data", data, "--format", "slake", "--strategy", strategy,
+            "--max-steps", "6", "--batch-size", "8", "--eval-every", "3", "--out", outDir, "--threads", "2");
+        Assert.True(r.ExitCode == 0, r.StdErr + r.StdOut);
+
+        var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "train_summary.json")))!;
+        Assert.Equal(6, summary["steps"]!.GetValue<int>());
+        Assert.Equal(peftType, summary["adapter"]!.GetValue<string>());
+        var log = File.ReadAllLines(Path.Combine(outDir, "log.jsonl")).Select(l => JsonNode.Parse(l)!).ToList();
+        Assert.Equal(6, log.Last(l => l["loss"] is not null)["step"]!.GetValue<int>());
+        Assert.Equal([3, 6], log.Where(l => l["validation"] is not null).Select(l => l["step"]!.GetValue<int>()));
+        var adapterConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "adapter", "adapter_config.json")))!;
+        Assert.Equal(peftType, adapterConfig["peft_type"]!.GetValue<string>());
+        var adapterFile = new FileInfo(Path.Combine(outDir, "adapter", "adapter_model.safetensors"));
+        Assert.InRange(adapterFile.Length, 1, 1_000_000);
+        Assert.True(BlipModelFolder.IsModelFolder(Path.Combine(outDir, "model")));
+
+        var preds = Path.Combine(root, "preds.jsonl");
+        var e = CliRunner.Run("eval", "--model", Path.Combine(outDir, "model"), "--data", data, "--format", "slake", "--split", "test",
+            "--predictions", preds, "--json", "--threads", "2");
+        Assert.True(e.ExitCode == 0, e.StdErr + e.StdOut);
+        var scores = JsonNode.Parse(e.StdOut)!;
+        Assert.Equal(40, scores["closed"]!.GetValue<int>() + scores["open"]!.GetValue<int>());
+        Assert.Equal(40, File.ReadAllLines(preds).Length);
+        var rescored = CliRunner.Run("score", "vqa", preds, "--json");
+        Assert.Equal(scores["overall_acc"]!.GetValue<double>(), JsonNode.Parse(rescored.StdOut)!["overall_acc"]!.GetValue<double>(), 9);
+    }
+
+    [Fact]
+    public void An_ln_adapter_reloads_into_the_base_model_and_reproduces_the_trained_norms()
+    {
+        var root = Directory.CreateTempSubdirectory("medpeft-adapter-").FullName;
+        var (model, data) = Setup(root);
+        var outDir = Path.Combine(root, "run");
+        var r = CliRunner.Run("train", "--model", model, "--data", data, "--strategy", "ln", "--max-steps", "4", "--batch-size", "8", "--out", outDir, "--threads", "2");
+        Assert.True(r.ExitCode == 0, r.StdErr);
+        using var trained = BlipModelFolder.Load(Path.Combine(outDir, "model"), TorchSharp.torch.CPU);
+        using var base_ = BlipModelFolder.Load(model, TorchSharp.torch.CPU);
+        MedPeft.Tuning.PeftAdapters.Load(base_, Path.Combine(outDir, "adapter"));
+        var a = trained.state_dict(); var b = base_.state_dict();
+        foreach (var (k, t) in a) Assert.True(t.eq(b[k]).all().item<bool>(), k);
+    }
+}
