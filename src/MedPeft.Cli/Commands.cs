@@ -82,8 +82,13 @@ static class Commands
         var clip = new Option<double>("--max-grad-norm") { DefaultValueFactory = _ => 1.0 };
         var evalEvery = new Option<int>("--eval-every") { Description = "validate every N steps (0 = every epoch)", DefaultValueFactory = _ => 0 };
         var norm = new Option<string>("--normalization") { Description = "pixel normalisation: blip, clip, imagenet, miss-raw, unit", DefaultValueFactory = _ => "blip" };
+        var loraR = new Option<int>("--lora-r") { Description = "LoRA rank (lora terms)", DefaultValueFactory = _ => 8 };
+        var loraAlpha = new Option<double>("--lora-alpha") { DefaultValueFactory = _ => 32 };
+        var loraDropout = new Option<double>("--lora-dropout") { DefaultValueFactory = _ => 0.1 };
+        var loraTargets = new Option<string[]>("--lora-targets") { Description = "module-name suffixes (PEFT target_modules)", DefaultValueFactory = _ => ["query", "value"], AllowMultipleArgumentsPerToken = true };
+        var rslora = new Option<bool>("--use-rslora") { Description = "scale by alpha/sqrt(r) instead of alpha/r" };
         var c = new Command("train", "Fine-tune a BLIP-architecture model on a Med-VQA dataset with a tuning strategy.");
-        rt.AddTo(c); foreach (var o in new Option[] { model, data, format, strategy, @out, epochs, maxSteps, batch, accum, lr, wd, warmup, clip, evalEvery, norm }) c.Add(o);
+        rt.AddTo(c); foreach (var o in new Option[] { model, data, format, strategy, @out, epochs, maxSteps, batch, accum, lr, wd, warmup, clip, evalEvery, norm, loraR, loraAlpha, loraDropout, loraTargets, rslora }) c.Add(o);
         c.SetAction(r =>
         {
             var device = rt.Apply(r);
@@ -91,6 +96,11 @@ static class Commands
             {
                 ModelDir = r.GetValue(model)!, DataDir = r.GetValue(data)!, Format = r.GetValue(format)!, Strategy = r.GetValue(strategy)!,
                 OutDir = r.GetValue(@out)!, Device = device, LearningRate = r.GetValue(lr), Normalization = r.GetValue(norm)!,
+                Lora = new LoraConfig
+                {
+                    R = r.GetValue(loraR), LoraAlpha = r.GetValue(loraAlpha), LoraDropout = r.GetValue(loraDropout),
+                    TargetModules = r.GetValue(loraTargets)!, UseRslora = r.GetValue(rslora),
+                },
                 Train = new TrainOptions
                 {
                     Epochs = r.GetValue(epochs), MaxSteps = r.GetValue(maxSteps), BatchSize = r.GetValue(batch), GradientAccumulation = r.GetValue(accum),
@@ -120,13 +130,14 @@ static class Commands
         var preds = new Option<string?>("--predictions") { Description = "write predictions as JSONL (the `score vqa` format)" };
         var json = new Option<bool>("--json") { Description = "print scores as JSON" };
         var norm = new Option<string>("--normalization") { DefaultValueFactory = _ => "blip" };
+        var adapter = new Option<string?>("--adapter") { Description = "a PEFT adapter folder (LORA, LN_TUNING) applied to the model first" };
         var c = new Command("eval", "Answer a Med-VQA split with a model and score it (exact match closed/open/overall, open token recall).");
-        rt.AddTo(c); foreach (var o in new Option[] { model, data, format, split, beams, maxNew, preds, json, norm }) c.Add(o);
+        rt.AddTo(c); foreach (var o in new Option[] { model, data, format, split, beams, maxNew, preds, json, norm, adapter }) c.Add(o);
         c.SetAction(r =>
         {
             var device = rt.Apply(r);
             var decoding = VqaEvaluation.MissDecoding with { NumBeams = r.GetValue(beams), MaxNewTokens = r.GetValue(maxNew) };
-            var (scores, predictions) = VqaJobs.Evaluate(r.GetValue(model)!, r.GetValue(data)!, r.GetValue(format)!, r.GetValue(split)!, decoding, device, r.GetValue(norm)!);
+            var (scores, predictions) = VqaJobs.Evaluate(r.GetValue(model)!, r.GetValue(data)!, r.GetValue(format)!, r.GetValue(split)!, decoding, device, r.GetValue(norm)!, r.GetValue(adapter));
             if (r.GetValue(preds) is string path) VqaPredictionsFile.Save(path, predictions);
             PrintVqa($"{r.GetValue(format)} {r.GetValue(split)}", scores, r.GetValue(json));
             return 0;

@@ -21,6 +21,8 @@ public sealed record VqaTrainJob
     public string Normalization { get; init; } = "blip";
     public double? LearningRate { get; init; }
     public TrainOptions Train { get; init; } = new();
+    /// <summary>LoRA settings for "lora" terms (null: MILE's defaults, r 8, alpha 32, dropout 0.1 on query/value).</summary>
+    public LoraConfig? Lora { get; init; }
     /// <summary>At most this many validation questions are used for selection (0 = all).</summary>
     public int ValidationLimit { get; init; } = 0;
 }
@@ -35,7 +37,8 @@ public static class VqaJobs
         var device = TorchRuntime.ResolveDevice(job.Device);
         var tokenizer = BlipModelFolder.LoadTokenizer(job.ModelDir);
         using var model = BlipModelFolder.Load(job.ModelDir, device);
-        var report = TuningStrategy.Parse(job.Strategy, TowerLayout.Blip).Apply(model);
+        var strategy = ParseStrategy(job);
+        var report = strategy.Apply(model);
         var train = Read(job.Format, job.DataDir, Splits.Train);
         var validation = Read(job.Format, job.DataDir, Splits.Validation);
         if (job.ValidationLimit > 0) validation = validation.Take(job.ValidationLimit).ToList();
@@ -50,7 +53,7 @@ public static class VqaJobs
             job.Train with { LearningRate = lr, LogPath = Path.Combine(job.OutDir, "log.jsonl") },
             validate: validation.Count == 0 ? null : () => (last = VqaEvaluation.Evaluate(model, validation, batcher, greedy, device)).OverallAccuracy,
             progress: progress, cancel: cancel);
-        var adapter = SaveAdapter(model, TuningStrategy.Parse(job.Strategy, TowerLayout.Blip), Path.Combine(job.OutDir, "adapter"));
+        var adapter = SaveAdapter(model, strategy, Path.Combine(job.OutDir, "adapter"));
         if (Lora.LayersOf(model).Count > 0) Lora.MergeAndUnload(model);   // model/ is a plain HF checkpoint
         BlipModelFolder.Save(model, Path.Combine(job.OutDir, "model"), Path.Combine(job.ModelDir, BlipModelFolder.VocabFile));
         var summary = new JsonObject
@@ -65,6 +68,10 @@ public static class VqaJobs
         return new VqaTrainSummary(report, result, last, lr, job.OutDir);
     }
 
+    static TuningStrategy ParseStrategy(VqaTrainJob job) =>
+        TuningStrategy.Parse(job.Strategy, TowerLayout.Blip,
+            job.Lora is null ? null : new Dictionary<string, ITuningMethod> { ["lora"] = new LoraMethod(job.Lora) });
+
     /// <summary>Writes what was trained as a PEFT adapter next to the full model: LORA for LoRA strategies, an
     /// LN_TUNING-style adapter (the tuned modules' parameters, PEFT's ln_tuning_layers keys) for intrinsic ones. Full
     /// fine-tuning and mixed strategies have no adapter form; returns the PEFT type written or null.</summary>
@@ -73,7 +80,8 @@ public static class VqaJobs
         var methods = strategy.Terms.Select(t => t.Method).Distinct().ToList();
         if (methods.All(m => m is LoraMethod))
         {
-            PeftAdapters.SaveLora(model, dir, ((LoraMethod)methods[0]).Config ?? LoraMethod.DefaultFor(strategy.Layout), taskType: null);
+            var config = ((LoraMethod)methods[0]).Config ?? LoraMethod.DefaultFor(strategy.Layout);
+            PeftAdapters.SaveLora(model, dir, ScopedToAdaptedModules(model, config, strategy), taskType: null);
             return "LORA";
         }
         if (methods.All(m => m is SelectiveTuning && m != SelectiveTuning.Full))
@@ -87,12 +95,28 @@ public static class VqaJobs
         return null;
     }
 
+    /// <summary>PEFT applies target_modules to the whole model, so a tower-scoped LoRA ("lora@text_decoder") is saved with
+    /// a full-match regex limited to its towers' prefixes; if that still selects other modules, with the exact names.</summary>
+    static LoraConfig ScopedToAdaptedModules(TorchSharp.torch.nn.Module model, LoraConfig config, TuningStrategy strategy)
+    {
+        var adapted = Lora.LayersOf(model).Select(l => l.Name).ToHashSet();
+        var linears = model.named_modules().Where(x => x.name.Length > 0 && x.module is TorchSharp.Modules.Linear).Select(x => x.name).ToList();
+        bool Exact(LoraConfig c) => linears.Where(c.Targets).ToHashSet().SetEquals(adapted);
+        if (Exact(config)) return config;
+        var prefixes = strategy.Terms.SelectMany(t => t.Towers).Distinct().Select(t => System.Text.RegularExpressions.Regex.Escape(strategy.Layout.Towers[t]));
+        var targets = config.TargetModules.Select(System.Text.RegularExpressions.Regex.Escape);
+        var scoped = config with { TargetRegex = $"(?:{string.Join("|", prefixes)}).*\\.(?:{string.Join("|", targets)})" };
+        if (Exact(scoped)) return scoped;
+        return config with { TargetRegex = string.Join("|", adapted.Order(StringComparer.Ordinal).Select(System.Text.RegularExpressions.Regex.Escape)) };
+    }
+
     public static (VqaScores Scores, List<VqaPrediction> Predictions) Evaluate(string modelDir, string dataDir, string format, string split,
-        GenerationOptions decoding, string device = "cpu", string normalization = "blip")
+        GenerationOptions decoding, string device = "cpu", string normalization = "blip", string? adapterDir = null)
     {
         var dev = TorchRuntime.ResolveDevice(device);
         var tokenizer = BlipModelFolder.LoadTokenizer(modelDir);
         using var model = BlipModelFolder.Load(modelDir, dev);
+        if (adapterDir is not null) PeftAdapters.Load(model, adapterDir);
         using var images = new ImageCache(new ImageProcessor(model.Config.VisionConfig.ImageSize, Normalization.Get(normalization)));
         var batcher = new VqaBatcher(tokenizer, images);
         var samples = Read(format, dataDir, split);

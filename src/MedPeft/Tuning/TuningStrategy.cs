@@ -17,7 +17,9 @@ public sealed class TuningStrategy
 
     TuningStrategy(string spec, IReadOnlyList<StrategyTerm> terms, TowerLayout layout) { Spec = spec; Terms = terms; Layout = layout; }
 
-    public static TuningStrategy Parse(string spec, TowerLayout layout)
+    /// <param name="methods">Method instances that replace the registry's by name, e.g. a LoraMethod built from
+    /// --lora-r / --lora-alpha options.</param>
+    public static TuningStrategy Parse(string spec, TowerLayout layout, IReadOnlyDictionary<string, ITuningMethod>? methods = null)
     {
         var context = $"--strategy \"{spec}\"";
         if (string.IsNullOrWhiteSpace(spec)) throw new MedPeftException($"{context}: empty strategy");
@@ -26,7 +28,8 @@ public sealed class TuningStrategy
         {
             var part = raw.Trim();
             var at = part.IndexOf('@');
-            var method = TuningMethods.Get(at < 0 ? part : part[..at], context);
+            var name = at < 0 ? part : part[..at];
+            var method = methods is not null && methods.TryGetValue(name, out var custom) ? custom : TuningMethods.Get(name, context);
             var towers = layout.Resolve(at < 0 ? null : part[(at + 1)..].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), context);
             terms.Add(new StrategyTerm(method, towers));
         }

@@ -76,3 +76,42 @@ public class TrainEvalIntegrationTests
         foreach (var (k, t) in a) Assert.True(t.eq(b[k]).all().item<bool>(), k);
     }
 }
+
+public class LoraOptionsIntegrationTests
+{
+    [Fact]
+    public void Train_takes_lora_options_and_eval_takes_the_adapter()
+    {
+        var root = Directory.CreateTempSubdirectory("medpeft-lora-").FullName;
+        var data = Path.Combine(root, "bench");
+        var options = SyntheticBenchOptions.Quick with { TrainImages = 30, ValidationImages = 5, TestImages = 10, PretrainImages = 1, ReportTrain = 1, ReportVal = 1, ReportTest = 1 };
+        SyntheticBench.EnsureGenerated(data, options);
+        var vocab = Path.Combine(root, "vocab.txt");
+        BlipTokenizer.WriteVocabulary(SyntheticBench.Vocabulary(options), vocab);
+        var tok = new BlipTokenizer(vocab);
+        TorchRuntime.Seed(5);
+        var model = Path.Combine(root, "model");
+        using (var m = new BlipForQuestionAnswering(BlipPresets.Tiny(tok.VocabSize, tok.DecId, tok.SepId, tok.PadId)))
+        {
+            BlipInit.Apply(m);
+            BlipModelFolder.Save(m, model, vocab);
+        }
+        var outDir = Path.Combine(root, "run");
+        var r = CliRunner.Run("train", "--model", model, "--data", data, "--strategy", "lora@text_decoder", "--lora-r", "4", "--lora-alpha", "8",
+            "--lora-targets", "query", "key", "value", "--max-steps", "3", "--batch-size", "8", "--out", outDir, "--threads", "2");
+        Assert.True(r.ExitCode == 0, r.StdErr + r.StdOut);
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "adapter", "adapter_config.json")))!;
+        Assert.Equal(4, config["r"]!.GetValue<int>());
+        Assert.Equal(8, config["lora_alpha"]!.GetValue<double>());
+        // Scoped to one tower: PEFT applies target_modules to the whole model, so it is written as a full-match regex.
+        Assert.Equal(@"(?:text_decoder\.).*\.(?:query|key|value)", config["target_modules"]!.GetValue<string>());
+        var tensors = MedPeft.Models.Checkpoint.ReadSafetensors(Path.Combine(outDir, "adapter", "adapter_model.safetensors"));
+        Assert.All(tensors.Keys, k => Assert.StartsWith("base_model.model.text_decoder.", k));
+        Assert.All(tensors.Where(kv => kv.Key.EndsWith("lora_A.weight")), kv => Assert.Equal(4, kv.Value.shape[0]));
+
+        var e = CliRunner.Run("eval", "--model", model, "--adapter", Path.Combine(outDir, "adapter"), "--data", data, "--json", "--threads", "2");
+        Assert.True(e.ExitCode == 0, e.StdErr);
+        var s = JsonNode.Parse(e.StdOut)!;
+        Assert.Equal(40, s["closed"]!.GetValue<int>() + s["open"]!.GetValue<int>());
+    }
+}
