@@ -13,8 +13,8 @@ namespace MedPeft.Models;
 public enum ModelFamily { Blip, Llava }
 
 /// <summary>An architecture MedPeft can build: its config, tower layout, the HF key layout its checkpoints load into,
-/// and a constructor. <see cref="Notes"/> says where the build departs from the named model (e.g. Mistral built as a
-/// Llama-architecture config).</summary>
+/// and a constructor. <see cref="Notes"/> says where the build departs from the named model (e.g. an original-layout
+/// config translated to HF's).</summary>
 public sealed record ModelSpec(
     string Name,
     ModelFamily Family,
@@ -66,18 +66,17 @@ public static class Presets
     }.Validate("llava-med-7b");
 
     /// <summary>LLaVA-Med v1.5 (microsoft/llava-med-v1.5-mistral-7b): Mistral-7B (4096 wide, 32 layers, 32 heads, 8 KV
-    /// heads, FFN 14336, vocab 32000, rope_theta 1e6, RMSNorm eps 1e-5, no sliding window) + CLIP ViT-L/14-336 + a
-    /// 2-layer GELU MLP projector. MedPeft's LlamaConfig accepts only model_type "llama", so the language model is built
-    /// as a Llama-architecture config: with no sliding window, Mistral's layers are Llama's layers (same names and
-    /// shapes), so counts and weights line up.</summary>
+    /// heads, FFN 14336, vocab 32000, rope_theta 1e6, RMSNorm eps 1e-5, "sliding_window": null as in its config.json,
+    /// from Mistral-7B-Instruct-v0.2) + CLIP ViT-L/14-336 + a 2-layer GELU MLP projector.</summary>
     public static LlavaConfig LlavaMedV15Mistral7b() => new LlavaConfig
     {
         Architectures = ["LlavaForConditionalGeneration"],
         VisionConfig = ClipVitL14(336),
         TextConfig = new LlamaConfig
         {
-            VocabSize = 32000, HiddenSize = 4096, IntermediateSize = 14336, NumHiddenLayers = 32, NumAttentionHeads = 32,
-            NumKeyValueHeads = 8, RopeTheta = 1e6, RmsNormEps = 1e-5, MaxPositionEmbeddings = 32768,
+            ModelType = "mistral", VocabSize = 32000, HiddenSize = 4096, IntermediateSize = 14336, NumHiddenLayers = 32,
+            NumAttentionHeads = 32, NumKeyValueHeads = 8, RopeTheta = 1e6, RmsNormEps = 1e-5, MaxPositionEmbeddings = 32768,
+            SlidingWindow = null,
         },
         ProjectorType = "mlp2x_gelu",
         VisionFeatureLayer = -2,
@@ -85,9 +84,6 @@ public static class Presets
     }.Validate("llava-med-v1.5-7b");
 
     // ---------------------------------------------------------------- registry
-
-    const string MistralAsLlama = "Mistral-7B is built as a Llama-architecture config (MedPeft's LlamaConfig accepts only " +
-                                  "model_type \"llama\"); without a sliding window the two have identical layers and parameters";
 
     public static ModelSpec Blip(string name, BlipConfig c, IReadOnlyList<string>? notes = null)
     {
@@ -105,7 +101,7 @@ public static class Presets
         ["miss-base"] = () => Blip("miss-base", BlipPresets.MissBase()),
         ["blip-vqa-base"] = () => Blip("blip-vqa-base", BlipPresets.BlipVqaBase()),
         ["llava-med-7b"] = () => Llava("llava-med-7b", LlavaMed7b()),
-        ["llava-med-v1.5-7b"] = () => Llava("llava-med-v1.5-7b", LlavaMedV15Mistral7b(), [MistralAsLlama]),
+        ["llava-med-v1.5-7b"] = () => Llava("llava-med-v1.5-7b", LlavaMedV15Mistral7b()),
     };
 
     public static IReadOnlyList<string> Names => Named.Keys.ToList();
@@ -152,16 +148,7 @@ public static class Presets
                         || (modelType == "llava" && root["text_config"] is null && root["mm_vision_tower"] is not null);
         if (original) return OriginalLlava(name, root, path);
         if (Has("LlavaForConditionalGeneration") || modelType == "llava")
-        {
-            var notes = new List<string>();
-            if (root["text_config"] is JsonObject tc && tc["model_type"]?.GetValue<string>() == "mistral")
-            {
-                // sliding_window stays in the config: the Llama forward rejects sequences longer than the window.
-                tc["model_type"] = "llama";
-                notes.Add(MistralAsLlama);
-            }
-            return Llava(name, LlavaConfig.FromJson(root.ToJsonString(), path), notes);
-        }
+            return Llava(name, LlavaConfig.FromJson(text, path));
         throw new MedPeftException($"{path}: unsupported architecture (architectures [{string.Join(", ", archs)}], model_type \"{modelType}\"); " +
                                    "expected BLIP (BlipForQuestionAnswering) or LLaVA (LlavaForConditionalGeneration, LlavaLlamaForCausalLM, LlavaMistralForCausalLM)");
     }
@@ -177,8 +164,7 @@ public static class Presets
         var textJson = (JsonObject)root.DeepClone();
         var textType = textJson["model_type"]?.GetValue<string>() ?? "";
         bool mistral = textType.Contains("mistral") || (textJson["architectures"] as JsonArray)?.Any(a => a?.GetValue<string>() == "LlavaMistralForCausalLM") == true;
-        if (mistral) notes.Add(MistralAsLlama);
-        textJson["model_type"] = "llama";
+        textJson["model_type"] = mistral ? "mistral" : "llama";
         foreach (var k in new[] { "architectures", "torch_dtype" }) textJson.Remove(k);
         LlamaConfig text;
         try { text = JsonSerializer.Deserialize<LlamaConfig>(textJson.ToJsonString()) ?? throw new MedPeftException($"{path}: empty config"); }

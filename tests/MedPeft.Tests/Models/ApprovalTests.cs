@@ -79,7 +79,9 @@ public class ApprovalTests
         Assert.Equal(7_241_732_096, Report(spec, m, "full@llm").Trainable);
         Assert.Equal(20_979_712, Report(spec, m, "full@projector").Trainable);
         Assert.Equal(32 * 2 * 4096 + 4096, Report(spec, m, "ln@llm").Trainable);
-        Assert.Contains(spec.Notes, n => n.Contains("Llama-architecture"));
+        var text = ((LlavaConfig)spec.Config).TextConfig;
+        Assert.True(text.IsMistral);
+        Assert.Null(text.EffectiveSlidingWindow);
     }
 
     [Fact]
@@ -159,7 +161,8 @@ public class ApprovalTests
                  "mm_vision_select_layer": -2, "mm_vision_select_feature": "patch"}
                 """);
             var v15 = Presets.FromFolder(dir);
-            Assert.Contains(v15.Notes, n => n.Contains("Llama-architecture"));
+            Assert.Equal("mistral", ((LlavaConfig)v15.Config).TextConfig.ModelType);
+            Assert.Null(((LlavaConfig)v15.Config).TextConfig.SlidingWindow);   // explicit null: no window
             using (var m = v15.BuildOnMeta())
                 Assert.Equal(7_566_219_264, TuningStrategy.Parse("full", v15.Layout).Apply(m).Total);
 

@@ -5,13 +5,19 @@ using static TorchSharp.torch;
 
 namespace MedPeft.Models.Llama;
 
-// LLaMA (HF modeling_llama.py, transformers 4.37), field for field, so state_dict keys equal the safetensors keys:
+// LLaMA and Mistral (HF modeling_llama.py / modeling_mistral.py, transformers 4.37; Mistral = Llama's layers without
+// attention biases plus a sliding-window causal mask), field for field, so state_dict keys equal the safetensors keys:
 // model.embed_tokens, model.layers.N.{self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj, input_layernorm,
 // post_attention_layernorm}, model.norm, lm_head. Grouped-query attention (num_key_value_heads < heads), rotary
 // position embeddings with the rotate_half convention, an additive float mask (finfo.min, causal + padding) and a
 // KV cache for incremental decoding.
 
-/// <summary>HF's LlamaConfig (4.37) field names and defaults. num_key_value_heads absent ⇒ num_attention_heads.</summary>
+/// <summary>HF's LlamaConfig / MistralConfig (4.37) field names. Absent fields take the defaults of the class named by
+/// model_type (<see cref="LlamaConfigConverter"/>): Llama's (intermediate 11008, max positions 2048, no window) or
+/// Mistral's (intermediate 14336, 8 KV heads, max positions 4096·32, sliding_window 4096, rms eps 1e-6). An explicit
+/// <c>"sliding_window": null</c> means no window (Mistral-7B-Instruct-v0.2, LLaVA-Med v1.5). num_key_value_heads
+/// absent ⇒ num_attention_heads (Llama).</summary>
+[JsonConverter(typeof(LlamaConfigConverter))]
 public sealed class LlamaConfig
 {
     [JsonPropertyName("model_type")] public string ModelType { get; set; } = "llama";
@@ -32,30 +38,83 @@ public sealed class LlamaConfig
     [JsonPropertyName("pretraining_tp")] public int PretrainingTp { get; set; } = 1;
     [JsonPropertyName("tie_word_embeddings")] public bool TieWordEmbeddings { get; set; } = false;
     [JsonPropertyName("rope_theta")] public double RopeTheta { get; set; } = 10000.0;
-    /// <summary>HF's rope_scaling (linear / dynamic NTK). Not implemented: a non-null value is rejected.</summary>
+    /// <summary>HF's rope_scaling (linear / dynamic NTK). Not implemented: a non-null value is rejected (Llama).</summary>
     [JsonPropertyName("rope_scaling")] public System.Text.Json.JsonElement? RopeScaling { get; set; }
+    /// <summary>Llama only: MistralConfig has no attention_bias (Mistral's projections never have biases).</summary>
     [JsonPropertyName("attention_bias")] public bool AttentionBias { get; set; } = false;
     [JsonPropertyName("attention_dropout")] public double AttentionDropout { get; set; } = 0.0;
-    /// <summary>Mistral only (model_type "mistral"): sliding-window attention. TODO: not applied yet; a config with
-    /// a window shorter than the sequence is rejected at forward time.</summary>
+    /// <summary>Mistral only (model_type "mistral"): each query attends to itself and the sliding_window − 1 keys
+    /// before it (HF 4.37's AttentionMaskConverter). null ⇒ full causal attention.</summary>
     [JsonPropertyName("sliding_window")] public int? SlidingWindow { get; set; }
 
+    /// <summary>A config with the defaults of HF's class for <paramref name="modelType"/> (LlamaConfig or MistralConfig).</summary>
+    public static LlamaConfig Defaults(string modelType) => modelType == "mistral"
+        ? new LlamaConfig
+        {
+            ModelType = "mistral", IntermediateSize = 14336, NumKeyValueHeads = 8, MaxPositionEmbeddings = 4096 * 32,
+            SlidingWindow = 4096, RmsNormEps = 1e-6, RopeTheta = 10000.0,
+        }
+        : new LlamaConfig { ModelType = modelType };
+
+    [JsonIgnore] public bool IsMistral => ModelType == "mistral";
     [JsonIgnore] public int KeyValueHeads => NumKeyValueHeads ?? NumAttentionHeads;
     [JsonIgnore] public int HeadDim => HiddenSize / NumAttentionHeads;
+    /// <summary>Whether q/k/v/o have biases: Llama's attention_bias; MistralAttention never has them.</summary>
+    [JsonIgnore] public bool UsesAttentionBias => !IsMistral && AttentionBias;
+    /// <summary>The window the mask applies: Mistral's sliding_window (Llama ignores the field, as HF does).</summary>
+    [JsonIgnore] public int? EffectiveSlidingWindow => IsMistral ? SlidingWindow : null;
 
     public void Validate(string source, string prefix = "text_config")
     {
         void Check(bool ok, string field, string why) { if (!ok) throw new MedPeftException($"{source}: field \"{prefix}.{field}\" {why}"); }
-        // TODO Mistral: other class defaults (e.g. sliding_window 4096, intermediate 14336, 8 KV heads) and the
-        // sliding-window mask; until then only model_type "llama" is accepted.
-        Check(ModelType == "llama", "model_type", $"\"{ModelType}\" is not supported (only \"llama\"; Mistral is a TODO)");
+        Check(ModelType is "llama" or "mistral", "model_type", $"\"{ModelType}\" is not supported (\"llama\" or \"mistral\")");
         Check(HiddenSize > 0 && NumAttentionHeads > 0 && HiddenSize % NumAttentionHeads == 0, "hidden_size", "must be a positive multiple of num_attention_heads");
         Check(KeyValueHeads > 0 && NumAttentionHeads % KeyValueHeads == 0, "num_key_value_heads", "must divide num_attention_heads");
         Check(HeadDim % 2 == 0, "hidden_size", "must give an even head dimension (rotary embeddings)");
         Check(VocabSize > 0, "vocab_size", "must be positive");
-        Check(RopeScaling is null || RopeScaling.Value.ValueKind == System.Text.Json.JsonValueKind.Null, "rope_scaling", "is not supported (only plain RoPE)");
+        // MistralConfig has no rope_scaling: HF keeps an unknown field as an attribute and never reads it.
+        Check(IsMistral || RopeScaling is null || RopeScaling.Value.ValueKind == System.Text.Json.JsonValueKind.Null, "rope_scaling", "is not supported (only plain RoPE)");
         Check(NumHiddenLayers > 0, "num_hidden_layers", "must be positive");
+        Check(EffectiveSlidingWindow is null || EffectiveSlidingWindow > 0, "sliding_window", "must be positive or null");
         Activations.Get(HiddenAct);
+    }
+}
+
+/// <summary>Reads a LlamaConfig as HF's AutoConfig does: the class (hence the defaults for absent fields) is chosen by
+/// model_type, then every field present in the JSON overrides its default (explicit nulls included). Writes every
+/// field, nulls too, so a round trip keeps "sliding_window": null distinct from an absent window.</summary>
+public sealed class LlamaConfigConverter : JsonConverter<LlamaConfig>
+{
+    static readonly (System.Reflection.PropertyInfo Prop, string Name)[] Fields = typeof(LlamaConfig).GetProperties()
+        .Select(p => (p, p.GetCustomAttributes(typeof(JsonPropertyNameAttribute), false).Cast<JsonPropertyNameAttribute>().FirstOrDefault()?.Name))
+        .Where(x => x.Item2 is not null).Select(x => (x.p, x.Item2!)).ToArray();
+
+    public override LlamaConfig Read(ref System.Text.Json.Utf8JsonReader reader, Type typeToConvert, System.Text.Json.JsonSerializerOptions options)
+    {
+        using var doc = System.Text.Json.JsonDocument.ParseValue(ref reader);
+        var root = doc.RootElement;
+        if (root.ValueKind != System.Text.Json.JsonValueKind.Object) throw new System.Text.Json.JsonException("a Llama/Mistral config must be a JSON object");
+        var type = root.TryGetProperty("model_type", out var mt) && mt.ValueKind == System.Text.Json.JsonValueKind.String ? mt.GetString()! : "llama";
+        var c = LlamaConfig.Defaults(type);
+        foreach (var (prop, name) in Fields)
+        {
+            if (!root.TryGetProperty(name, out var v)) continue;
+            try { prop.SetValue(c, System.Text.Json.JsonSerializer.Deserialize(v, prop.PropertyType, options)); }
+            catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or ArgumentException)
+            { throw new System.Text.Json.JsonException($"field \"{name}\": {e.Message.Split('\n')[0]}"); }
+        }
+        return c;
+    }
+
+    public override void Write(System.Text.Json.Utf8JsonWriter writer, LlamaConfig value, System.Text.Json.JsonSerializerOptions options)
+    {
+        writer.WriteStartObject();
+        foreach (var (prop, name) in Fields)
+        {
+            writer.WritePropertyName(name);
+            System.Text.Json.JsonSerializer.Serialize(writer, prop.GetValue(value), prop.PropertyType, options);
+        }
+        writer.WriteEndObject();
     }
 }
 
@@ -162,10 +221,10 @@ public sealed class LlamaAttention : nn.Module<Tensor, LlamaLayerContext, Tensor
         _kvHeads = c.KeyValueHeads;
         _headDim = c.HeadDim;
         _dropout = c.AttentionDropout;
-        q_proj = nn.Linear(c.HiddenSize, _heads * _headDim, hasBias: c.AttentionBias);
-        k_proj = nn.Linear(c.HiddenSize, _kvHeads * _headDim, hasBias: c.AttentionBias);
-        v_proj = nn.Linear(c.HiddenSize, _kvHeads * _headDim, hasBias: c.AttentionBias);
-        o_proj = nn.Linear(_heads * _headDim, c.HiddenSize, hasBias: c.AttentionBias);
+        q_proj = nn.Linear(c.HiddenSize, _heads * _headDim, hasBias: c.UsesAttentionBias);
+        k_proj = nn.Linear(c.HiddenSize, _kvHeads * _headDim, hasBias: c.UsesAttentionBias);
+        v_proj = nn.Linear(c.HiddenSize, _kvHeads * _headDim, hasBias: c.UsesAttentionBias);
+        o_proj = nn.Linear(_heads * _headDim, c.HiddenSize, hasBias: c.UsesAttentionBias);
         RegisterComponents();
     }
 
@@ -264,14 +323,22 @@ public sealed class LlamaModel : nn.Module<LlamaInput, Tensor>
     public LlamaConfig Config => _c;
 
     /// <summary>HF 4.37's _prepare_4d_causal_attention_mask: 0 where a query may attend, finfo(dtype).min where the key
-    /// is in the future or padded (masked_fill, so never added twice). [B, 1, L, past + L].</summary>
-    public static Tensor BuildAdditiveMask(Tensor? attentionMask, long batch, long queryLen, long pastLen, ScalarType dtype, Device device)
+    /// is in the future or padded (masked_fill, so never added twice). [B, 1, L, past + L]. With a
+    /// <paramref name="slidingWindow"/> W (Mistral) also where the key slot is W or more slots behind the query:
+    /// AttentionMaskConverter._make_causal_mask masks 1 − triu(ones, past − W + 1), i.e. key index j is kept iff
+    /// q − W &lt; j ≤ q with q = past + query index. The window counts cache slots, not position ids, so left-padding
+    /// slots use up window places; the cache is never truncated, so decoding step by step sees the same keys as the
+    /// full forward.</summary>
+    public static Tensor BuildAdditiveMask(Tensor? attentionMask, long batch, long queryLen, long pastLen, ScalarType dtype, Device device,
+        int? slidingWindow = null)
     {
         using var scope = torch.NewDisposeScope();
         long keyLen = pastLen + queryLen;
         var qpos = torch.arange(queryLen, dtype: ScalarType.Int64, device: device).unsqueeze(1) + pastLen;
         var kpos = torch.arange(keyLen, dtype: ScalarType.Int64, device: device).unsqueeze(0);
-        var blocked = kpos.gt(qpos).unsqueeze(0).unsqueeze(0);                     // [1, 1, L, K]
+        var blocked = kpos.gt(qpos);
+        if (slidingWindow is int w) blocked = blocked.logical_or(kpos.le(qpos - w));
+        blocked = blocked.unsqueeze(0).unsqueeze(0);                                // [1, 1, L, K]
         if (attentionMask is not null)
         {
             if (attentionMask.shape[1] != keyLen) throw new ArgumentException($"attention mask covers {attentionMask.shape[1]} keys, expected {keyLen}");
@@ -296,11 +363,9 @@ public sealed class LlamaModel : nn.Module<LlamaInput, Tensor>
         var x = input.InputsEmbeds ?? embed_tokens.forward(input.InputIds ?? throw new ArgumentException("LlamaModel needs input ids or embeddings"));
         long b = x.shape[0], l = x.shape[1];
         long past = input.Cache?.Length ?? 0;
-        if (_c.SlidingWindow is int w && past + l > w)
-            throw new MedPeftException($"sliding_window {w} attention (Mistral) is not implemented; sequence of {past + l} tokens exceeds it");
         var positions = input.PositionIds ?? (torch.arange(l, dtype: ScalarType.Int64, device: x.device) + past).unsqueeze(0).expand(b, l);
         var (cos, sin) = LlamaRotary.CosSin(positions.to(x.device), _c.HeadDim, _c.RopeTheta, x.dtype);
-        var mask = BuildAdditiveMask(input.AttentionMask, b, l, past, x.dtype, x.device);
+        var mask = BuildAdditiveMask(input.AttentionMask, b, l, past, x.dtype, x.device, _c.EffectiveSlidingWindow);
         for (int i = 0; i < layers.Count; i++)
             x = layers[i].forward(x, new LlamaLayerContext(mask, cos, sin, input.Cache, i));
         return norm.forward(x).MoveToOuterDisposeScope();
