@@ -85,10 +85,11 @@ static class Commands
         var loraR = new Option<int>("--lora-r") { Description = "LoRA rank (lora terms)", DefaultValueFactory = _ => 8 };
         var loraAlpha = new Option<double>("--lora-alpha") { DefaultValueFactory = _ => 32 };
         var loraDropout = new Option<double>("--lora-dropout") { DefaultValueFactory = _ => 0.1 };
-        var loraTargets = new Option<string[]>("--lora-targets") { Description = "module-name suffixes (PEFT target_modules)", DefaultValueFactory = _ => ["query", "value"], AllowMultipleArgumentsPerToken = true };
+        var loraTargets = new Option<string[]>("--lora-targets") { Description = "module-name suffixes (PEFT target_modules; default query value for BLIP, q_proj v_proj for LLaVA)", AllowMultipleArgumentsPerToken = true };
         var rslora = new Option<bool>("--use-rslora") { Description = "scale by alpha/sqrt(r) instead of alpha/r" };
-        var c = new Command("train", "Fine-tune a BLIP-architecture model on a Med-VQA dataset with a tuning strategy.");
-        rt.AddTo(c); foreach (var o in new Option[] { model, data, format, strategy, @out, epochs, maxSteps, batch, accum, lr, wd, warmup, clip, evalEvery, norm, loraR, loraAlpha, loraDropout, loraTargets, rslora }) c.Add(o);
+        var template = new Option<string?>("--template") { Description = $"LLaVA conversation template ({string.Join(", ", MedPeft.Data.ConversationTemplates.Named.Keys)}; default: the model's)" };
+        var c = new Command("train", "Fine-tune a BLIP or LLaVA model folder on a Med-VQA dataset with a tuning strategy.");
+        rt.AddTo(c); foreach (var o in new Option[] { model, data, format, strategy, @out, epochs, maxSteps, batch, accum, lr, wd, warmup, clip, evalEvery, norm, loraR, loraAlpha, loraDropout, loraTargets, rslora, template }) c.Add(o);
         c.SetAction(r =>
         {
             var device = rt.Apply(r);
@@ -99,8 +100,9 @@ static class Commands
                 Lora = new LoraConfig
                 {
                     R = r.GetValue(loraR), LoraAlpha = r.GetValue(loraAlpha), LoraDropout = r.GetValue(loraDropout),
-                    TargetModules = r.GetValue(loraTargets)!, UseRslora = r.GetValue(rslora),
+                    TargetModules = r.GetValue(loraTargets) ?? [], UseRslora = r.GetValue(rslora),
                 },
+                Template = r.GetValue(template), Log = line => Console.Error.WriteLine(line),
                 Train = new TrainOptions
                 {
                     Epochs = r.GetValue(epochs), MaxSteps = r.GetValue(maxSteps), BatchSize = r.GetValue(batch), GradientAccumulation = r.GetValue(accum),
@@ -125,19 +127,21 @@ static class Commands
         var data = new Option<string>("--data") { Description = "dataset folder", Required = true };
         var format = new Option<string>("--format") { DefaultValueFactory = _ => "slake" };
         var split = new Option<string>("--split") { DefaultValueFactory = _ => "test" };
-        var beams = new Option<int>("--num-beams") { DefaultValueFactory = _ => 3 };
-        var maxNew = new Option<int>("--max-new-tokens") { DefaultValueFactory = _ => 9 };
+        var beams = new Option<int?>("--num-beams") { Description = "default: generation_config.json, else 3 (MISS) for BLIP, 1 for LLaVA" };
+        var maxNew = new Option<int?>("--max-new-tokens") { Description = "default: generation_config.json, else 9 (MISS) for BLIP, 32 for LLaVA" };
         var preds = new Option<string?>("--predictions") { Description = "write predictions as JSONL (the `score vqa` format)" };
         var json = new Option<bool>("--json") { Description = "print scores as JSON" };
         var norm = new Option<string>("--normalization") { DefaultValueFactory = _ => "blip" };
         var adapter = new Option<string?>("--adapter") { Description = "a PEFT adapter folder (LORA, LN_TUNING) applied to the model first" };
+        var template = new Option<string?>("--template") { Description = $"LLaVA conversation template ({string.Join(", ", MedPeft.Data.ConversationTemplates.Named.Keys)}; default: the model's)" };
         var c = new Command("eval", "Answer a Med-VQA split with a model and score it (exact match closed/open/overall, open token recall).");
-        rt.AddTo(c); foreach (var o in new Option[] { model, data, format, split, beams, maxNew, preds, json, norm, adapter }) c.Add(o);
+        rt.AddTo(c); foreach (var o in new Option[] { model, data, format, split, beams, maxNew, preds, json, norm, adapter, template }) c.Add(o);
         c.SetAction(r =>
         {
             var device = rt.Apply(r);
-            var decoding = VqaEvaluation.MissDecoding with { NumBeams = r.GetValue(beams), MaxNewTokens = r.GetValue(maxNew) };
-            var (scores, predictions) = VqaJobs.Evaluate(r.GetValue(model)!, r.GetValue(data)!, r.GetValue(format)!, r.GetValue(split)!, decoding, device, r.GetValue(norm)!, r.GetValue(adapter));
+            var overrides = new DecodingOverrides(r.GetValue(beams), r.GetValue(maxNew));
+            var (scores, predictions) = VqaJobs.Evaluate(r.GetValue(model)!, r.GetValue(data)!, r.GetValue(format)!, r.GetValue(split)!, VqaEvaluation.MissDecoding,
+                device, r.GetValue(norm)!, r.GetValue(adapter), r.GetValue(template), overrides, line => Console.Error.WriteLine(line));
             if (r.GetValue(preds) is string path) VqaPredictionsFile.Save(path, predictions);
             PrintVqa($"{r.GetValue(format)} {r.GetValue(split)}", scores, r.GetValue(json));
             return 0;

@@ -25,6 +25,10 @@ public sealed record VqaTrainJob
     public LoraConfig? Lora { get; init; }
     /// <summary>At most this many validation questions are used for selection (0 = all).</summary>
     public int ValidationLimit { get; init; } = 0;
+    /// <summary>LLaVA folders: the conversation template (null: the model's default, see ConversationTemplates).</summary>
+    public string? Template { get; init; }
+    /// <summary>Informational lines (which template, image token, config translation).</summary>
+    public Action<string>? Log { get; init; }
 }
 
 public sealed record VqaTrainSummary(TrainableReport Trainable, TrainResult Result, VqaScores? Validation, double LearningRate, string OutDir);
@@ -34,6 +38,7 @@ public static class VqaJobs
 {
     public static VqaTrainSummary Train(VqaTrainJob job, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
     {
+        if (LlavaJobs.IsLlavaFolder(job.ModelDir)) return LlavaJobs.Train(job, progress, cancel);
         var device = TorchRuntime.ResolveDevice(job.Device);
         var tokenizer = BlipModelFolder.LoadTokenizer(job.ModelDir);
         using var model = BlipModelFolder.Load(job.ModelDir, device);
@@ -68,9 +73,13 @@ public static class VqaJobs
         return new VqaTrainSummary(report, result, last, lr, job.OutDir);
     }
 
-    static TuningStrategy ParseStrategy(VqaTrainJob job) =>
-        TuningStrategy.Parse(job.Strategy, TowerLayout.Blip,
-            job.Lora is null ? null : new Dictionary<string, ITuningMethod> { ["lora"] = new LoraMethod(job.Lora) });
+    static TuningStrategy ParseStrategy(VqaTrainJob job)
+    {
+        // Empty target_modules = the family's default (query/value for BLIP).
+        var lora = job.Lora is { TargetModules.Count: 0 } l ? l with { TargetModules = LoraMethod.DefaultFor(TowerLayout.Blip).TargetModules } : job.Lora;
+        return TuningStrategy.Parse(job.Strategy, TowerLayout.Blip,
+            lora is null ? null : new Dictionary<string, ITuningMethod> { ["lora"] = new LoraMethod(lora) });
+    }
 
     /// <summary>Writes what was trained as a PEFT adapter next to the full model: LORA for LoRA strategies, an
     /// LN_TUNING-style adapter (the tuned modules' parameters, PEFT's ln_tuning_layers keys) for intrinsic ones. Full
@@ -111,8 +120,11 @@ public static class VqaJobs
     }
 
     public static (VqaScores Scores, List<VqaPrediction> Predictions) Evaluate(string modelDir, string dataDir, string format, string split,
-        GenerationOptions decoding, string device = "cpu", string normalization = "blip", string? adapterDir = null)
+        GenerationOptions decoding, string device = "cpu", string normalization = "blip", string? adapterDir = null,
+        string? template = null, DecodingOverrides? overrides = null, Action<string>? log = null)
     {
+        if (LlavaJobs.IsLlavaFolder(modelDir)) return LlavaJobs.Evaluate(modelDir, dataDir, format, split, overrides, device, normalization, adapterDir, template, log);
+        if (overrides is not null) decoding = overrides.ApplyTo(GenerationConfigFile.Read(modelDir).ForBlip(decoding));
         var dev = TorchRuntime.ResolveDevice(device);
         var tokenizer = BlipModelFolder.LoadTokenizer(modelDir);
         using var model = BlipModelFolder.Load(modelDir, dev);

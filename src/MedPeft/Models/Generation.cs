@@ -51,7 +51,9 @@ public static class Generation
     /// <summary>HF beam search (length_penalty, early_stopping=False): 2·K candidates per step, a finished hypothesis is
     /// scored by sum log-prob / generated_len^length_penalty, a batch row is done once its worst kept hypothesis beats
     /// the best score still reachable.</summary>
-    public static GenerationResult BeamSearch(NextTokenLogits step, Tensor prompt, GenerationOptions o)
+    /// <param name="reorder">Called after each step with the source row of every kept beam [B·K], so a caller's KV
+    /// cache can follow the beams (HF's _reorder_cache).</param>
+    public static GenerationResult BeamSearch(NextTokenLogits step, Tensor prompt, GenerationOptions o, Action<Tensor>? reorder = null)
     {
         using var scope = torch.NewDisposeScope();
         int k = o.NumBeams;
@@ -107,6 +109,7 @@ public static class Generation
             }
             beamScores = nextScores;
             var sel = torch.tensor(nextBeamIdx, device: ids.device);
+            reorder?.Invoke(sel);
             ids = torch.cat([ids.index_select(0, sel), torch.tensor(nextTokens, device: ids.device).unsqueeze(1)], 1).MoveToOuterDisposeScope();
             if (done.All(d => d)) break;
         }

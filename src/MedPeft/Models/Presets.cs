@@ -23,6 +23,10 @@ public sealed record ModelSpec(
     Func<nn.Module> Create,
     IReadOnlyList<string> Notes)
 {
+    /// <summary>True for an original LLaVA / LLaVA-Med folder (LlavaLlamaForCausalLM, LlavaMistralForCausalLM) whose
+    /// config was translated.</summary>
+    public bool OriginalLayout { get; init; }
+
     /// <summary>The key layout a checkpoint is renamed into when loading (HfBlip or HfLlava).</summary>
     public CheckpointLayout KeyLayout => Family == ModelFamily.Blip ? CheckpointLayout.HfBlip : CheckpointLayout.HfLlava;
 
@@ -200,8 +204,27 @@ public static class Presets
             },
             PadTokenId = text.PadTokenId,
         };
-        notes.Add("image_token_index is not stored in original configs (LLaVA marks images with -200 or <im_patch> tokens); the HF default is used");
-        return Llava(name, c.Validate(path), notes);
+        var (imageToken, why) = ImageTokenFromTokenizer(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        c.ImageTokenIndex = imageToken;
+        notes.Add(why);
+        return Llava(name, c.Validate(path), notes) with { OriginalLayout = true };
+    }
+
+    /// <summary>Original LLaVA configs store no image_token_index (LLaVA splices images at the placeholder id −200, or at
+    /// repeated &lt;im_patch&gt; tokens in v0 / LLaVA-Med v1): the tokenizer's &lt;image&gt; added token when it has one,
+    /// else HF LlavaConfig's default 32000. The returned sentence says which.</summary>
+    public static (long Id, string Why) ImageTokenFromTokenizer(string dir)
+    {
+        const long hfDefault = 32000;
+        bool hasTokenizer = new[] { "tokenizer.json", "tokenizer.model", "vocab.txt" }.Any(f => File.Exists(Path.Combine(dir, f)));
+        if (hasTokenizer)
+        {
+            using var tok = MedPeft.Data.TextTokenizers.Load(dir);
+            if (tok.TokenToId(MedPeft.Data.TextTokenizers.ImageToken) is int id)
+                return (id, $"image_token_index {id}: the tokenizer's <image> token (original LLaVA configs store none)");
+        }
+        return (hfDefault, $"image_token_index {hfDefault}: HF LlavaConfig's default, since the {(hasTokenizer ? "tokenizer has no <image> token" : "folder has no tokenizer")} " +
+                           "(original LLaVA configs store none)");
     }
 
     /// <summary>Builds a folder's model on <paramref name="device"/> and loads its weights in whatever layout they are

@@ -196,6 +196,21 @@ public sealed class LlamaKVCache : IDisposable
         return (nk, nv);
     }
 
+    /// <summary>Keeps rows <paramref name="rows"/> (beam search's selected beams), in that order: HF's
+    /// Cache.reorder_cache.</summary>
+    public void Reorder(Tensor rows)
+    {
+        for (int i = 0; i < _keys.Length; i++)
+        {
+            if (_keys[i] is null) continue;
+            var idx = rows.to(_keys[i]!.device);
+            var nk = _keys[i]!.index_select(0, idx).DetachFromDisposeScope();
+            var nv = _values[i]!.index_select(0, idx).DetachFromDisposeScope();
+            _keys[i]!.Dispose(); _values[i]!.Dispose();
+            _keys[i] = nk; _values[i] = nv;
+        }
+    }
+
     public void Dispose()
     {
         for (int i = 0; i < _keys.Length; i++) { _keys[i]?.Dispose(); _values[i]?.Dispose(); _keys[i] = _values[i] = null; }

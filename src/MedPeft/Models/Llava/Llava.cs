@@ -162,6 +162,16 @@ public sealed class LlavaForConditionalGeneration : nn.Module<LlavaInput, LlavaO
         return (selected.MoveToOuterDisposeScope(), last?.MoveToOuterDisposeScope());
     }
 
+    /// <summary>Token embeddings of the text ids. Image-token slots are looked up as id 0: the merge never reads their
+    /// rows, and an image_token_index outside the vocabulary (HF's default 32000 on a 32000-token Mistral) must not
+    /// index past the table.</summary>
+    public Tensor EmbedText(Tensor inputIds)
+    {
+        using var scope = torch.NewDisposeScope();
+        var ids = inputIds.masked_fill(inputIds.eq(_c.ImageTokenIndex), 0);
+        return language_model.model.embed_tokens.forward(ids).MoveToOuterDisposeScope();
+    }
+
     /// <summary>Projected image features [num_images, N, text_hidden] from the selected CLIP hidden state.</summary>
     public Tensor ProjectImageFeatures(Tensor selected)
     {
@@ -258,7 +268,7 @@ public sealed class LlavaForConditionalGeneration : nn.Module<LlavaInput, LlavaO
     public override LlavaOutput forward(LlavaInput input)
     {
         using var scope = torch.NewDisposeScope();
-        var embeds = language_model.model.embed_tokens.forward(input.InputIds);
+        var embeds = EmbedText(input.InputIds);
         Tensor? imageFeatures = null, selected = null, last = null;
         LlavaMerged merged;
         if (input.PixelValues is not null && input.InputIds.shape[1] != 1)
@@ -331,7 +341,7 @@ public sealed class LlavaForConditionalGeneration : nn.Module<LlavaInput, LlavaO
             Tensor logits;
             if (t == 0)
             {
-                var embeds = language_model.model.embed_tokens.forward(ids);
+                var embeds = EmbedText(ids);
                 var (selected, _) = VisionFeatures(pixelValues.to(dev), fullTower: false);
                 var feats = ProjectImageFeatures(selected);
                 var merged = MergeInputIdsWithImageFeatures(feats, embeds, ids, mask, null);
@@ -371,4 +381,51 @@ public sealed class LlavaForConditionalGeneration : nn.Module<LlavaInput, LlavaO
         foreach (var s in scores) s.MoveToOuterDisposeScope();
         return new GenerationResult(rows, keepScores ? scores.ToArray() : null);
     }
+
+    /// <summary>Beam search (HF's, <see cref="Generation.BeamSearch"/>) with a KV cache: rows are expanded to
+    /// B·num_beams, the first step runs the merged prompt, later steps feed only the newest token with the merged
+    /// mask extended by ones and position = sum(mask) − 1 (HF's position ids from the mask); the cache and the mask
+    /// follow the kept beams after every step. Returns the unexpanded prompt ids + the best hypothesis per row.</summary>
+    public GenerationResult GenerateBeams(Tensor pixelValues, Tensor inputIds, Tensor? attentionMask, GenerationOptions o)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        int k = Math.Max(1, o.NumBeams);
+        var dev = language_model.model.embed_tokens.weight.device;
+        var ids = inputIds.to(ScalarType.Int64).to(dev).repeat_interleave(k, 0);
+        var promptMask = (attentionMask ?? torch.ones_like(inputIds)).to(ScalarType.Int64).to(dev).repeat_interleave(k, 0);
+        var pixels = pixelValues.to(dev).repeat_interleave(k, 0);
+        using var cache = new LlamaKVCache(_c.TextConfig.NumHiddenLayers);
+        Tensor? mask = null;   // merged mask over the cache; owned here, outside the search's step scopes
+        void Replace(Tensor next) { var kept = next.DetachFromDisposeScope(); mask?.Dispose(); mask = kept; }
+        try
+        {
+            var result = Generation.BeamSearch(running =>
+            {
+                Tensor logits;
+                if (mask is null)
+                {
+                    var embeds = EmbedText(running);
+                    var (selected, _) = VisionFeatures(pixels, fullTower: false);
+                    var merged = MergeInputIdsWithImageFeatures(ProjectImageFeatures(selected), embeds, running, promptMask, null);
+                    logits = language_model.forward(new LlamaInput(merged.InputsEmbeds, merged.AttentionMask, merged.PositionIds, cache)).Logits;
+                    Replace(merged.AttentionMask.clone());
+                }
+                else
+                {
+                    Replace(torch.cat([mask, torch.ones(mask.shape[0], 1, dtype: ScalarType.Int64, device: dev)], 1));
+                    var pos = mask!.sum(1, keepdim: true) - 1;
+                    var embeds = language_model.model.embed_tokens.forward(running[.., ^1..]);
+                    logits = language_model.forward(new LlamaInput(embeds, mask, pos, cache)).Logits;
+                }
+                return logits[.., -1, ..].to(ScalarType.Float32);
+            }, ids, o, reorder: rows => { cache.Reorder(rows); Replace(mask!.index_select(0, rows)); });
+            return result;
+        }
+        finally { mask?.Dispose(); }
+    }
+
+    /// <summary>Greedy (<see cref="Generate"/>, HF 4.37's exact stepping) or beam search by num_beams.</summary>
+    public GenerationResult GenerateAny(Tensor pixelValues, Tensor inputIds, Tensor? attentionMask, GenerationOptions o) =>
+        o.NumBeams <= 1 ? Generate(pixelValues, inputIds, attentionMask, o, keepScores: false) : GenerateBeams(pixelValues, inputIds, attentionMask, o);
 }

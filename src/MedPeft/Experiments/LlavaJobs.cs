@@ -1,0 +1,227 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using MedPeft.Data;
+using MedPeft.Evaluation;
+using MedPeft.Models;
+using MedPeft.Models.Llava;
+using MedPeft.Training;
+using MedPeft.Tuning;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MedPeft.Experiments;
+
+/// <summary>A LLaVA model folder ready to use: the model (weights loaded, eval mode), its tokenizer, the conversation
+/// template and the resolved ids.</summary>
+public sealed class LlavaSession : IDisposable
+{
+    public required LlavaForConditionalGeneration Model { get; init; }
+    public required ModelSpec Spec { get; init; }
+    public required ITextTokenizer Tokenizer { get; init; }
+    public required ConversationTemplate Template { get; init; }
+    public required string Dir { get; init; }
+    public int ImageTokenId => (int)Model.Config.ImageTokenIndex;
+    /// <summary>The id rows are padded with: the tokenizer's pad, else the model config's, else unk, else 0 (LLaVA sets
+    /// pad = unk for LLaMA tokenizers).</summary>
+    public required int PadId { get; init; }
+    public required int EosId { get; init; }
+
+    public void Dispose() { Model.Dispose(); Tokenizer.Dispose(); }
+}
+
+/// <summary>A left-padded LLaVA batch: ids with one image token per row, mask, labels (−100 on the prompt and
+/// padding) and the images.</summary>
+public sealed record LlavaBatch(Tensor InputIds, Tensor AttentionMask, Tensor? Labels, Tensor PixelValues);
+
+/// <summary>The LLaVA side of `medpeft train` / `medpeft eval` (Med-VQA): prompt = the template around the question
+/// with the image placeholder, target = answer + EOS; left padding everywhere (the merge and generation expect it);
+/// greedy or beam decoding with the KV cache; the same VQA scorer and outputs as the BLIP path.</summary>
+public static class LlavaJobs
+{
+    /// <summary>True when <paramref name="dir"/>/config.json is a LLaVA config (HF or original layout).</summary>
+    public static bool IsLlavaFolder(string dir)
+    {
+        if (!File.Exists(Path.Combine(dir, "config.json"))) return false;
+        try { return Presets.FromFolder(dir).Family == ModelFamily.Llava; }
+        catch (MedPeftException) { return false; }
+    }
+
+    public static LlavaSession Open(string dir, Device device, string? template, Action<string>? log = null)
+    {
+        if (!Directory.Exists(dir)) throw new MedPeftException($"{dir}: model folder not found");
+        var (module, spec) = Presets.LoadFolder(dir, device);
+        var model = (LlavaForConditionalGeneration)module;
+        foreach (var note in spec.Notes) log?.Invoke($"{spec.Name}: {note}");
+        var tokenizer = TextTokenizers.Load(dir);
+        try
+        {
+            var c = model.Config;
+            if (tokenizer.Special.Image is int img && img != c.ImageTokenIndex)
+                throw new MedPeftException($"{Path.Combine(dir, "config.json")}: image_token_index {c.ImageTokenIndex} differs from the tokenizer's <image> id {img}");
+            var eos = tokenizer.Special.Eos ?? (int?)c.TextConfig.EosTokenId ?? throw new MedPeftException($"{tokenizer.Source}: no eos_token");
+            var pad = tokenizer.Special.Pad ?? (int?)c.PadTokenId ?? tokenizer.Special.Unk ?? 0;
+            // A folder MedPeft saved records the template it was trained with ("conversation_template", ignored by HF).
+            var saved = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "config.json")))?["conversation_template"]?.GetValue<string>();
+            var chosen = template is not null ? ConversationTemplates.Get(template)
+                : saved is not null ? ConversationTemplates.Get(saved)
+                : ConversationTemplates.DefaultFor(c.TextConfig.IsMistral, spec.OriginalLayout);
+            log?.Invoke($"{spec.Name}: conversation template {chosen.Name}{(template is null ? " (default for this model)" : "")}");
+            return new LlavaSession { Model = model, Spec = spec, Tokenizer = tokenizer, Template = chosen, Dir = dir, PadId = pad, EosId = eos };
+        }
+        catch { model.Dispose(); tokenizer.Dispose(); throw; }
+    }
+
+    /// <summary>Prompt ids as LLaVA's tokenizer_image_token builds them: the text split at &lt;image&gt;, the first chunk
+    /// with the tokenizer's special tokens (BOS), the image token id between chunks.</summary>
+    public static int[] PromptIds(LlavaSession s, string question)
+    {
+        var chunks = s.Template.Prompt(question).Split(TextTokenizers.ImageToken);
+        var ids = new List<int>(s.Tokenizer.Encode(chunks[0], addSpecialTokens: true));
+        foreach (var chunk in chunks.Skip(1))
+        {
+            ids.Add(s.ImageTokenId);
+            if (chunk.Length > 0) ids.AddRange(s.Tokenizer.Encode(chunk, addSpecialTokens: false));
+        }
+        return ids.ToArray();
+    }
+
+    public static LlavaBatch Batch(LlavaSession s, IReadOnlyList<VqaSample> samples, ImageCache images, Device device, bool withLabels, int maxAnswerTokens = 32)
+    {
+        var rows = new List<(int[] Ids, int PromptLen)>();
+        foreach (var x in samples)
+        {
+            var prompt = PromptIds(s, x.Question);
+            if (!withLabels) { rows.Add((prompt, prompt.Length)); continue; }
+            var answer = s.Tokenizer.Encode(x.Answer, addSpecialTokens: false).Take(maxAnswerTokens);
+            rows.Add(([.. prompt, .. answer, s.EosId], prompt.Length));
+        }
+        int width = rows.Max(r => r.Ids.Length), n = rows.Count;
+        var ids = new long[n * width];
+        var mask = new long[n * width];
+        var labels = new long[n * width];
+        for (int i = 0; i < n; i++)
+        {
+            int offset = width - rows[i].Ids.Length;   // left padding
+            for (int j = 0; j < width; j++)
+            {
+                int k = j - offset;
+                bool real = k >= 0;
+                ids[i * width + j] = real ? rows[i].Ids[k] : s.PadId;
+                mask[i * width + j] = real ? 1 : 0;
+                labels[i * width + j] = real && k >= rows[i].PromptLen ? rows[i].Ids[k] : -100;
+            }
+        }
+        var pixels = torch.stack(samples.Select(x => images.Get(x.ImagePath)).ToArray()).to(device);
+        return new LlavaBatch(torch.tensor(ids, [n, width], device: device), torch.tensor(mask, [n, width], device: device),
+            withLabels ? torch.tensor(labels, [n, width], device: device) : null, pixels);
+    }
+
+    /// <summary>Decoding defaults for a LLaVA folder: generation_config.json, else greedy with 32 new tokens (short
+    /// Med-VQA answers), EOS/pad from the tokenizer.</summary>
+    public static GenerationOptions Decoding(LlavaSession s, DecodingOverrides? cli = null) =>
+        (cli ?? new()).ApplyTo(GenerationConfigFile.Read(s.Dir).ForDecoderOnly(new GenerationOptions(MaxNewTokens: 32, MinNewTokens: 0, NumBeams: 1, EosTokenId: s.EosId, PadTokenId: s.PadId)));
+
+    public static List<VqaPrediction> Predict(LlavaSession s, IReadOnlyList<VqaSample> samples, ImageCache images, GenerationOptions decoding, Device device, int batchSize = 16)
+    {
+        s.Model.eval();
+        var predictions = new List<VqaPrediction>(samples.Count);
+        for (int i = 0; i < samples.Count; i += batchSize)
+        {
+            using var scope = torch.NewDisposeScope();
+            var chunk = samples.Skip(i).Take(batchSize).ToList();
+            var b = Batch(s, chunk, images, device, withLabels: false);
+            var result = s.Model.GenerateAny(b.PixelValues, b.InputIds, b.AttentionMask, decoding);
+            int promptWidth = (int)b.InputIds.shape[1];
+            for (int j = 0; j < chunk.Count; j++)
+            {
+                var x = chunk[j];
+                var text = s.Template.CleanOutput(s.Tokenizer.Decode(result.Sequences[j].Skip(promptWidth)));
+                predictions.Add(new VqaPrediction(x.Id, x.Question, x.Answer, text, x.AnswerType));
+            }
+        }
+        return predictions;
+    }
+
+    static ImageCache Images(LlavaSession s, string normalization) =>
+        new(new ImageProcessor(s.Model.Config.VisionConfig.ImageSize, Normalization.Get(normalization)));
+
+    /// <summary>CLIP's normalisation unless the job names another (the BLIP path's default "blip" has the same
+    /// mean/std as CLIP).</summary>
+    static string NormalizationFor(string requested) => requested == "blip" ? "clip" : requested;
+
+    public static VqaTrainSummary Train(VqaTrainJob job, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
+    {
+        var device = TorchRuntime.ResolveDevice(job.Device);
+        using var s = Open(job.ModelDir, device, job.Template, job.Log);
+        var model = s.Model;
+        var lora = job.Lora is { TargetModules.Count: 0 } l ? l with { TargetModules = LoraMethod.DefaultFor(TowerLayout.Llava).TargetModules } : job.Lora;
+        var strategy = TuningStrategy.Parse(job.Strategy, TowerLayout.Llava,
+            lora is null ? null : new Dictionary<string, ITuningMethod> { ["lora"] = new LoraMethod(lora) });
+        var report = strategy.Apply(model);
+        var train = DatasetFormats.ReadVqa(job.Format, job.DataDir, Splits.Train).ToList();
+        var validation = DatasetFormats.ReadVqa(job.Format, job.DataDir, Splits.Validation).ToList();
+        if (job.ValidationLimit > 0) validation = validation.Take(job.ValidationLimit).ToList();
+        using var images = Images(s, NormalizationFor(job.Normalization));
+        double lr = job.LearningRate ?? StrategyDefaults.LearningRate(job.Strategy);
+        Directory.CreateDirectory(job.OutDir);
+        var decoding = Decoding(s) with { NumBeams = 1 };
+        VqaScores? last = null;
+        TorchRuntime.Seed(job.Train.Seed);
+        var result = Trainer.Run(model, train, batch =>
+            {
+                var b = Batch(s, batch, images, device, withLabels: true);
+                return model.forward(new LlavaInput(b.InputIds, b.PixelValues, b.AttentionMask, b.Labels)).Loss!;
+            },
+            job.Train with { LearningRate = lr, LogPath = Path.Combine(job.OutDir, "log.jsonl") },
+            validate: validation.Count == 0 ? null : () => (last = VqaScorer.Score(Predict(s, validation, images, decoding, device))).OverallAccuracy,
+            progress: progress, cancel: cancel);
+        var adapter = VqaJobs.SaveAdapter(model, strategy, Path.Combine(job.OutDir, "adapter"));
+        if (Lora.LayersOf(model).Count > 0) Lora.MergeAndUnload(model);   // model/ is a plain HF checkpoint
+        Save(s, Path.Combine(job.OutDir, "model"));
+        var summary = new JsonObject
+        {
+            ["strategy"] = job.Strategy, ["learning_rate"] = lr, ["trainable"] = report.Trainable, ["total"] = report.Total,
+            ["steps"] = result.Steps, ["train_seconds"] = result.TrainSeconds, ["steps_per_second"] = result.StepsPerSecond,
+            ["peak_memory_bytes"] = result.PeakMemoryBytes, ["best_validation_acc"] = result.BestValidation, ["best_step"] = result.BestStep,
+            ["towers"] = report.ToJson()["towers"]!.DeepClone(),
+            ["adapter"] = adapter, ["template"] = s.Template.Name,
+        };
+        AtomicFile.WriteAllText(Path.Combine(job.OutDir, "train_summary.json"), summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        return new VqaTrainSummary(report, result, last, lr, job.OutDir);
+    }
+
+    public static (VqaScores Scores, List<VqaPrediction> Predictions) Evaluate(string modelDir, string dataDir, string format, string split,
+        DecodingOverrides? decoding, string device = "cpu", string normalization = "clip", string? adapterDir = null, string? template = null,
+        Action<string>? log = null)
+    {
+        var dev = TorchRuntime.ResolveDevice(device);
+        using var s = Open(modelDir, dev, template, log);
+        if (adapterDir is not null) PeftAdapters.Load(s.Model, adapterDir);
+        using var images = Images(s, NormalizationFor(normalization));
+        var samples = DatasetFormats.ReadVqa(format, dataDir, split).ToList();
+        var predictions = Predict(s, samples, images, Decoding(s, decoding), dev);
+        return (VqaScorer.Score(predictions), predictions);
+    }
+
+    /// <summary>Writes the model as an HF LLaVA folder (config.json with the resolved image_token_index,
+    /// model.safetensors) plus the source folder's tokenizer and generation files, atomically (temporary sibling,
+    /// then rename).</summary>
+    public static void Save(LlavaSession s, string dir)
+    {
+        var full = Path.GetFullPath(dir);
+        var tmp = full.TrimEnd('/') + $".tmp-{Environment.ProcessId}";
+        if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
+        Directory.CreateDirectory(tmp);
+        var config = s.Model.Config.Clone();
+        config.Architectures = ["LlavaForConditionalGeneration"];
+        var json = (JsonObject)JsonNode.Parse(config.ToJson())!;
+        json["conversation_template"] = s.Template.Name;
+        File.WriteAllText(Path.Combine(tmp, "config.json"), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        Checkpoint.SaveSafetensors(s.Model, Path.Combine(tmp, "model.safetensors"));
+        foreach (var f in new[] { "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                                  "vocab.txt", GenerationConfigFile.FileName, "preprocessor_config.json" })
+            if (File.Exists(Path.Combine(s.Dir, f))) File.Copy(Path.Combine(s.Dir, f), Path.Combine(tmp, f));
+        if (Directory.Exists(full)) Directory.Delete(full, true);
+        Directory.Move(tmp, full);
+    }
+}
