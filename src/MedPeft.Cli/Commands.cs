@@ -15,7 +15,7 @@ static class Commands
 {
     static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
 
-    public static IEnumerable<Command> All() => [Study(), Train(), Eval(), Inspect(), Score(), Data(), ParityCommand(), Bench(), Merge()];
+    public static IEnumerable<Command> All() => [Study(), Train(), Eval(), ReportEvalCommand.Create(), Inspect(), Score(), Data(), ParityCommand(), Bench(), Merge()];
 
     static Command Study()
     {

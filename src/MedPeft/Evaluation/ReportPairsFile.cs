@@ -11,6 +11,17 @@ namespace MedPeft.Evaluation;
 /// </summary>
 public static class ReportPairsFile
 {
+    /// <summary>Writes pairs in the {"pairs": [...]} format <see cref="Load"/> reads (atomically).</summary>
+    public static void Save(string path, IEnumerable<ReportPair> pairs)
+    {
+        var array = new System.Text.Json.Nodes.JsonArray(pairs.Select(p => (System.Text.Json.Nodes.JsonNode)new System.Text.Json.Nodes.JsonObject
+        {
+            ["id"] = p.Id, ["candidate"] = p.Candidate,
+            ["references"] = new System.Text.Json.Nodes.JsonArray(p.References.Select(r => (System.Text.Json.Nodes.JsonNode)System.Text.Json.Nodes.JsonValue.Create(r)!).ToArray()),
+        }).ToArray());
+        AtomicFile.WriteAllText(path, new System.Text.Json.Nodes.JsonObject { ["pairs"] = array }.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+    }
+
     public static IReadOnlyList<ReportPair> Load(string path)
     {
         if (!File.Exists(path)) throw new MedPeftException($"{path}: file not found");

@@ -33,7 +33,8 @@ public sealed class LlavaSession : IDisposable
 /// padding) and the images.</summary>
 public sealed record LlavaBatch(Tensor InputIds, Tensor AttentionMask, Tensor? Labels, Tensor PixelValues);
 
-/// <summary>The LLaVA side of `medpeft train` / `medpeft eval` (Med-VQA): prompt = the template around the question
+/// <summary>The LLaVA side of `medpeft train` / `medpeft eval` (Med-VQA; report datasets train as instruction →
+/// report and are scored by `medpeft eval-reports`): prompt = the template around the question
 /// with the image placeholder, target = answer + EOS; left padding everywhere (the merge and generation expect it);
 /// greedy or beam decoding with the KV cache; the same VQA scorer and outputs as the BLIP path.</summary>
 public static class LlavaJobs
@@ -121,10 +122,11 @@ public static class LlavaJobs
     public static GenerationOptions Decoding(LlavaSession s, DecodingOverrides? cli = null) =>
         (cli ?? new()).ApplyTo(GenerationConfigFile.Read(s.Dir).ForDecoderOnly(new GenerationOptions(MaxNewTokens: 32, MinNewTokens: 0, NumBeams: 1, EosTokenId: s.EosId, PadTokenId: s.PadId)));
 
-    public static List<VqaPrediction> Predict(LlavaSession s, IReadOnlyList<VqaSample> samples, ImageCache images, GenerationOptions decoding, Device device, int batchSize = 16)
+    /// <summary>Generated text per sample (template stop string cut, trimmed), in sample order.</summary>
+    public static List<string> GenerateTexts(LlavaSession s, IReadOnlyList<VqaSample> samples, ImageCache images, GenerationOptions decoding, Device device, int batchSize = 16)
     {
         s.Model.eval();
-        var predictions = new List<VqaPrediction>(samples.Count);
+        var texts = new List<string>(samples.Count);
         for (int i = 0; i < samples.Count; i += batchSize)
         {
             using var scope = torch.NewDisposeScope();
@@ -133,14 +135,60 @@ public static class LlavaJobs
             var result = s.Model.GenerateAny(b.PixelValues, b.InputIds, b.AttentionMask, decoding);
             int promptWidth = (int)b.InputIds.shape[1];
             for (int j = 0; j < chunk.Count; j++)
-            {
-                var x = chunk[j];
-                var text = s.Template.CleanOutput(s.Tokenizer.Decode(result.Sequences[j].Skip(promptWidth)));
-                predictions.Add(new VqaPrediction(x.Id, x.Question, x.Answer, text, x.AnswerType));
-            }
+                texts.Add(s.Template.CleanOutput(s.Tokenizer.Decode(result.Sequences[j].Skip(promptWidth))));
         }
-        return predictions;
+        return texts;
     }
+
+    public static List<VqaPrediction> Predict(LlavaSession s, IReadOnlyList<VqaSample> samples, ImageCache images, GenerationOptions decoding, Device device, int batchSize = 16) =>
+        GenerateTexts(s, samples, images, decoding, device, batchSize)
+            .Select((text, i) => new VqaPrediction(samples[i].Id, samples[i].Question, samples[i].Answer, text, samples[i].AnswerType)).ToList();
+
+    // ---------------------------------------------------------------- report generation
+
+    /// <summary>MedPeft's instruction for report generation: LLaVA-Med publishes no prompt for IU-Xray / MIMIC-CXR.</summary>
+    public const string DefaultReportPrompt = "Write the radiology report for this chest X-ray.";
+    /// <summary>Report targets are truncated to this many tokens in training; generation's default budget.</summary>
+    public const int ReportTokens = 128;
+
+    /// <summary>A report split as instruction examples: the first image (LLaVA takes one image per prompt; IU-Xray's
+    /// frontal view), the prompt, and the report cleaned as R2Gen cleans it (the metrics' input).</summary>
+    public static List<VqaSample> ReportExamples(string format, string dir, string split, string? prompt = null)
+    {
+        bool mimic = DatasetFormats.Get(format).Name == DatasetFormats.MimicCxr;
+        return DatasetFormats.ReadReports(format, dir, split)
+            .Select(r => new VqaSample(r.Id, r.ImagePaths[0], prompt ?? DefaultReportPrompt,
+                mimic ? ReportCleaning.CleanMimicCxr(r.Report) : ReportCleaning.CleanIuXray(r.Report), null))
+            .ToList();
+    }
+
+    static List<ReportPair> ReportPairs(string format, IReadOnlyList<VqaSample> examples, IReadOnlyList<string> generated)
+    {
+        bool mimic = DatasetFormats.Get(format).Name == DatasetFormats.MimicCxr;
+        return examples.Select((x, i) => new ReportPair(x.Id, mimic ? ReportCleaning.CleanMimicCxr(generated[i]) : ReportCleaning.CleanIuXray(generated[i]),
+            [x.Answer])).ToList();
+    }
+
+    /// <summary>`medpeft eval-reports`: generates a report per study of a split and scores them with
+    /// <see cref="ReportMetrics"/> (BLEU-1..4, ROUGE-L, CIDEr-D on R2Gen-cleaned text).</summary>
+    public static (ReportScores Scores, List<ReportPair> Pairs) EvaluateReports(string modelDir, string dataDir, string format, string split,
+        DecodingOverrides? decoding, string device = "cpu", string normalization = "clip", string? adapterDir = null, string? template = null,
+        string? prompt = null, Action<string>? log = null)
+    {
+        if (DatasetFormats.TaskOf(format) != DatasetTask.Report) throw new MedPeftException($"--format {format}: not a report dataset (iu-xray, mimic-cxr)");
+        var dev = TorchRuntime.ResolveDevice(device);
+        using var s = Open(modelDir, dev, template, log);
+        if (adapterDir is not null) PeftAdapters.Load(s.Model, adapterDir);
+        using var images = Images(s, NormalizationFor(normalization));
+        var examples = ReportExamples(format, dataDir, split, prompt);
+        if (examples.Count == 0) throw new MedPeftException($"{dataDir}: no {split} reports");
+        var texts = GenerateTexts(s, examples, images, ReportDecoding(s, decoding), dev);
+        var pairs = ReportPairs(format, examples, texts);
+        return (ReportMetrics.Compute(pairs), pairs);
+    }
+
+    static GenerationOptions ReportDecoding(LlavaSession s, DecodingOverrides? cli = null) =>
+        (cli ?? new()).ApplyTo(GenerationConfigFile.Read(s.Dir).ForDecoderOnly(new GenerationOptions(MaxNewTokens: ReportTokens, MinNewTokens: 0, NumBeams: 1, EosTokenId: s.EosId, PadTokenId: s.PadId)));
 
     static ImageCache Images(LlavaSession s, string normalization) =>
         new(new ImageProcessor(s.Model.Config.VisionConfig.ImageSize, Normalization.Get(normalization)));
@@ -158,22 +206,32 @@ public static class LlavaJobs
         var strategy = TuningStrategy.Parse(job.Strategy, TowerLayout.Llava,
             lora is null ? null : new Dictionary<string, ITuningMethod> { ["lora"] = new LoraMethod(lora) });
         var report = strategy.Apply(model);
-        var train = DatasetFormats.ReadVqa(job.Format, job.DataDir, Splits.Train).ToList();
-        var validation = DatasetFormats.ReadVqa(job.Format, job.DataDir, Splits.Validation).ToList();
+        bool reports = DatasetFormats.TaskOf(job.Format) == DatasetTask.Report;
+        List<VqaSample> Read(string split) => reports ? ReportExamples(job.Format, job.DataDir, split, job.ReportPrompt)
+            : DatasetFormats.ReadVqa(job.Format, job.DataDir, split).ToList();
+        var train = Read(Splits.Train);
+        var validation = Read(Splits.Validation);
         if (job.ValidationLimit > 0) validation = validation.Take(job.ValidationLimit).ToList();
+        int maxAnswerTokens = reports ? ReportTokens : 32;
         using var images = Images(s, NormalizationFor(job.Normalization));
         double lr = job.LearningRate ?? StrategyDefaults.LearningRate(job.Strategy);
         Directory.CreateDirectory(job.OutDir);
-        var decoding = Decoding(s) with { NumBeams = 1 };
+        var decoding = (reports ? ReportDecoding(s) : Decoding(s)) with { NumBeams = 1 };
         VqaScores? last = null;
+        // Selection metric: VQA overall accuracy, or BLEU-4 (×100) for reports as R2Gen selects.
+        double Validate()
+        {
+            if (!reports) return (last = VqaScorer.Score(Predict(s, validation, images, decoding, device))).OverallAccuracy;
+            return 100 * ReportMetrics.Compute(ReportPairs(job.Format, validation, GenerateTexts(s, validation, images, decoding, device))).Bleu4;
+        }
         TorchRuntime.Seed(job.Train.Seed);
         var result = Trainer.Run(model, train, batch =>
             {
-                var b = Batch(s, batch, images, device, withLabels: true);
+                var b = Batch(s, batch, images, device, withLabels: true, maxAnswerTokens);
                 return model.forward(new LlavaInput(b.InputIds, b.PixelValues, b.AttentionMask, b.Labels)).Loss!;
             },
             job.Train with { LearningRate = lr, LogPath = Path.Combine(job.OutDir, "log.jsonl") },
-            validate: validation.Count == 0 ? null : () => (last = VqaScorer.Score(Predict(s, validation, images, decoding, device))).OverallAccuracy,
+            validate: validation.Count == 0 ? null : Validate,
             progress: progress, cancel: cancel);
         var adapter = VqaJobs.SaveAdapter(model, strategy, Path.Combine(job.OutDir, "adapter"));
         if (Lora.LayersOf(model).Count > 0) Lora.MergeAndUnload(model);   // model/ is a plain HF checkpoint
@@ -184,7 +242,7 @@ public static class LlavaJobs
             ["steps"] = result.Steps, ["train_seconds"] = result.TrainSeconds, ["steps_per_second"] = result.StepsPerSecond,
             ["peak_memory_bytes"] = result.PeakMemoryBytes, ["best_validation_acc"] = result.BestValidation, ["best_step"] = result.BestStep,
             ["towers"] = report.ToJson()["towers"]!.DeepClone(),
-            ["adapter"] = adapter, ["template"] = s.Template.Name,
+            ["adapter"] = adapter, ["template"] = s.Template.Name, ["task"] = reports ? "report" : "vqa",
         };
         AtomicFile.WriteAllText(Path.Combine(job.OutDir, "train_summary.json"), summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         return new VqaTrainSummary(report, result, last, lr, job.OutDir);

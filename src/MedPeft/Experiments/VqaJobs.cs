@@ -27,6 +27,8 @@ public sealed record VqaTrainJob
     public int ValidationLimit { get; init; } = 0;
     /// <summary>LLaVA folders: the conversation template (null: the model's default, see ConversationTemplates).</summary>
     public string? Template { get; init; }
+    /// <summary>LLaVA on a report dataset (iu-xray, mimic-cxr): the instruction (null: LlavaJobs.DefaultReportPrompt).</summary>
+    public string? ReportPrompt { get; init; }
     /// <summary>Informational lines (which template, image token, config translation).</summary>
     public Action<string>? Log { get; init; }
 }

@@ -203,4 +203,40 @@ public class LlavaJobsTests
         }
         finally { Directory.Delete(root, true); }
     }
+
+    [Fact]
+    public void Report_generation_trains_and_scores_through_the_cli()
+    {
+        var root = Directory.CreateTempSubdirectory("medpeft-llava-rep-").FullName;
+        try
+        {
+            var model = TinyFolder(root, textType: "llama");
+            var data = Path.Combine(root, "bench");
+            SyntheticBench.EnsureGenerated(data, SyntheticBenchOptions.Quick with
+            {
+                TrainImages = 2, ValidationImages = 1, TestImages = 1, PretrainImages = 1, ReportTrain = 4, ReportVal = 1, ReportTest = 3,
+            });
+            var outDir = Path.Combine(root, "run");
+            var r = CliRunner.Run("train", "--model", model, "--data", data, "--format", "iu-xray", "--strategy", "ln",
+                "--max-steps", "2", "--batch-size", "2", "--out", outDir, "--threads", "2");
+            Assert.True(r.ExitCode == 0, r.StdErr + r.StdOut);
+            Assert.Contains("conversation template llava-v1", r.StdErr);   // HF-layout LLaMA ⇒ LLaVA 1.5's vicuna_v1
+            var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "train_summary.json")))!;
+            Assert.Equal("report", summary["task"]!.GetValue<string>());
+
+            var pairs = Path.Combine(root, "pairs.json");
+            var e = CliRunner.Run("eval-reports", "--model", Path.Combine(outDir, "model"), "--data", data, "--format", "iu-xray",
+                "--max-new-tokens", "8", "--pairs", pairs, "--json", "--threads", "2");
+            Assert.True(e.ExitCode == 0, e.StdErr + e.StdOut);
+            var scores = JsonNode.Parse(e.StdOut)!;
+            var saved = MedPeft.Evaluation.ReportPairsFile.Load(pairs);
+            Assert.Equal(3, saved.Count);
+            Assert.All(saved, p => Assert.EndsWith(" .", p.References[0]));   // R2Gen-cleaned references
+            // The pairs file is the `score report` format and rescoring it gives the printed scores.
+            Assert.Equal(scores["BLEU_4"]!.GetValue<double>(), MedPeft.Evaluation.ReportMetrics.Compute(saved).Bleu4, 9);
+            var e2 = Assert.Throws<MedPeftException>(() => LlavaJobs.EvaluateReports(model, data, "slake", "test", null));
+            Assert.Contains("not a report dataset", e2.Message);
+        }
+        finally { Directory.Delete(root, true); }
+    }
 }
