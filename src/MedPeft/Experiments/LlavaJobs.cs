@@ -25,6 +25,9 @@ public sealed class LlavaSession : IDisposable
     /// pad = unk for LLaMA tokenizers).</summary>
     public required int PadId { get; init; }
     public required int EosId { get; init; }
+    /// <summary>Original LLaVA / LLaVA-Med v1 folders with mm_use_im_start_end: the &lt;im_start&gt; / &lt;im_end&gt; ids that
+    /// wrap the image patches (model_vqa_med.py: Q\n&lt;im_start&gt;&lt;im_patch&gt;×N&lt;im_end&gt;); null otherwise.</summary>
+    public (int Start, int End)? ImageBrackets { get; init; }
 
     public void Dispose() { Model.Dispose(); Tokenizer.Dispose(); }
 }
@@ -50,26 +53,40 @@ public static class LlavaJobs
     public static LlavaSession Open(string dir, Device device, string? template, Action<string>? log = null)
     {
         if (!Directory.Exists(dir)) throw new MedPeftException($"{dir}: model folder not found");
-        var (module, spec) = Presets.LoadFolder(dir, device);
-        var model = (LlavaForConditionalGeneration)module;
-        foreach (var note in spec.Notes) log?.Invoke($"{spec.Name}: {note}");
+        // Everything cheap is checked before the weights are read (minutes for a 7B model).
+        var spec = Presets.FromFolder(dir);
+        var c = (LlavaConfig)spec.Config;
+        var configPath = Path.Combine(dir, "config.json");
+        var configJson = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(configPath));
         var tokenizer = TextTokenizers.Load(dir);
         try
         {
-            var c = model.Config;
+            foreach (var note in spec.Notes) log?.Invoke($"{spec.Name}: {note}");
             if (tokenizer.Special.Image is int img && img != c.ImageTokenIndex)
-                throw new MedPeftException($"{Path.Combine(dir, "config.json")}: image_token_index {c.ImageTokenIndex} differs from the tokenizer's <image> id {img}");
+                throw new MedPeftException($"{configPath}: image_token_index {c.ImageTokenIndex} differs from the tokenizer's <image> id {img}");
             var eos = tokenizer.Special.Eos ?? (int?)c.TextConfig.EosTokenId ?? throw new MedPeftException($"{tokenizer.Source}: no eos_token");
             var pad = tokenizer.Special.Pad ?? (int?)c.PadTokenId ?? tokenizer.Special.Unk ?? 0;
             // A folder MedPeft saved records the template it was trained with ("conversation_template", ignored by HF).
-            var saved = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "config.json")))?["conversation_template"]?.GetValue<string>();
+            var saved = configJson?["conversation_template"]?.GetValue<string>();
             var chosen = template is not null ? ConversationTemplates.Get(template)
                 : saved is not null ? ConversationTemplates.Get(saved)
                 : ConversationTemplates.DefaultFor(c.TextConfig.IsMistral, spec.OriginalLayout);
             log?.Invoke($"{spec.Name}: conversation template {chosen.Name}{(template is null ? " (default for this model)" : "")}");
-            return new LlavaSession { Model = model, Spec = spec, Tokenizer = tokenizer, Template = chosen, Dir = dir, PadId = pad, EosId = eos };
+            (int, int)? brackets = null;
+            if (configJson?["mm_use_im_start_end"]?.GetValue<bool>() == true)
+            {
+                if (tokenizer.TokenToId("<im_start>") is int st && tokenizer.TokenToId("<im_end>") is int en) brackets = (st, en);
+                else throw new MedPeftException($"{configPath}: mm_use_im_start_end is true but the tokenizer has no <im_start>/<im_end> tokens");
+                log?.Invoke($"{spec.Name}: image features wrapped in <im_start> {st} / <im_end> {en} (mm_use_im_start_end)");
+            }
+            var (module, _) = Presets.LoadFolder(dir, device);
+            return new LlavaSession
+            {
+                Model = (LlavaForConditionalGeneration)module, Spec = spec, Tokenizer = tokenizer, Template = chosen, Dir = dir,
+                PadId = pad, EosId = eos, ImageBrackets = brackets,
+            };
         }
-        catch { model.Dispose(); tokenizer.Dispose(); throw; }
+        catch { tokenizer.Dispose(); throw; }
     }
 
     /// <summary>Prompt ids as LLaVA's tokenizer_image_token builds them: the text split at &lt;image&gt;, the first chunk
@@ -80,7 +97,9 @@ public static class LlavaJobs
         var ids = new List<int>(s.Tokenizer.Encode(chunks[0], addSpecialTokens: true));
         foreach (var chunk in chunks.Skip(1))
         {
+            if (s.ImageBrackets is var (start, _)) ids.Add(start);
             ids.Add(s.ImageTokenId);
+            if (s.ImageBrackets is var (_, end)) ids.Add(end);
             if (chunk.Length > 0) ids.AddRange(s.Tokenizer.Encode(chunk, addSpecialTokens: false));
         }
         return ids.ToArray();
@@ -274,6 +293,7 @@ public static class LlavaJobs
         config.Architectures = ["LlavaForConditionalGeneration"];
         var json = (JsonObject)JsonNode.Parse(config.ToJson())!;
         json["conversation_template"] = s.Template.Name;
+        if (s.ImageBrackets is not null) json["mm_use_im_start_end"] = true;   // keeps <im_start>/<im_end> on reload
         File.WriteAllText(Path.Combine(tmp, "config.json"), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         Checkpoint.SaveSafetensors(s.Model, Path.Combine(tmp, "model.safetensors"));
         foreach (var f in new[] { "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",

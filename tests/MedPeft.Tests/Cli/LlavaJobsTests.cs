@@ -239,4 +239,28 @@ public class LlavaJobsTests
         }
         finally { Directory.Delete(root, true); }
     }
+
+    [Fact]
+    public void LlavaMed_v1_prompts_put_the_bracketed_image_after_the_question()
+    {
+        var dir = Directory.CreateTempSubdirectory("medpeft-v1-").FullName;
+        try
+        {
+            TinyTokenizers.WriteTokenizerJson(dir);
+            var c = TinyConfig("llama");
+            using var s = new LlavaSession
+            {
+                Model = new LlavaForConditionalGeneration(c), Spec = Presets.Llava("tiny", c), Tokenizer = TextTokenizers.Load(dir),
+                Template = ConversationTemplates.LlavaMedV1, Dir = dir, PadId = 0, EosId = 2, ImageBrackets = (Id("s"), Id("i")),
+            };
+            var ids = LlavaJobs.PromptIds(s, "the xray?");
+            int at = Array.IndexOf(ids, TinyTokenizers.ImageId);
+            Assert.Equal([Id("s"), TinyTokenizers.ImageId, Id("i")], ids[(at - 1)..(at + 2)]);
+            // "…###Human: the xray?\n" precedes it: the question's pieces come before the image.
+            Assert.True(Array.IndexOf(ids, Id("ray")) < at);
+            Assert.Equal(s.Tokenizer.Encode("###Assistant:", false), ids[(at + 2)..]);
+            Assert.Equal(1, ids[0]);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
 }
