@@ -55,6 +55,9 @@ public static class VqaJobs
             progress: progress, cancel: cancel);
         var adapter = SaveAdapter(model, strategy, Path.Combine(job.OutDir, "adapter"));
         if (Lora.LayersOf(model).Count > 0) Lora.MergeAndUnload(model);   // model/ is a plain HF checkpoint
+        if (Ia3.LayersOf(model).Count > 0) Ia3.MergeAndUnload(model);
+        PrefixTuning.Unload(model);   // prompt-learning methods have no merged form: model/ is the base, adapter/ the prompt
+        PromptTuning.Unload(model);
         BlipModelFolder.Save(model, Path.Combine(job.OutDir, "model"), Path.Combine(job.ModelDir, BlipModelFolder.VocabFile));
         var summary = new JsonObject
         {
@@ -84,6 +87,16 @@ public static class VqaJobs
             PeftAdapters.SaveLora(model, dir, ScopedToAdaptedModules(model, config, strategy), taskType: null);
             return "LORA";
         }
+        if (methods.All(m => m is Ia3Method))
+        {
+            var config = ((Ia3Method)methods[0]).Config ?? Ia3Method.DefaultFor(strategy.Layout);
+            PeftAdapters.SaveIa3(model, dir, Ia3.ScopedConfig(model, config, strategy.Layout, strategy.Terms.SelectMany(t => t.Towers)), taskType: null);
+            return "IA3";
+        }
+        if (methods.All(m => m is PrefixTuningMethod))
+            return PeftAdapters.SavePromptLearning(model, dir, ((PrefixTuningMethod)methods[0]).Config, null, taskType: null);
+        if (methods.All(m => m is PromptTuningMethod))
+            return PeftAdapters.SavePromptLearning(model, dir, null, ((PromptTuningMethod)methods[0]).Config, taskType: null);
         if (methods.All(m => m is SelectiveTuning && m != SelectiveTuning.Full))
         {
             var tuned = model.named_modules()
