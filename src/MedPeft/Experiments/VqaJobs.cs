@@ -23,6 +23,13 @@ public sealed record VqaTrainJob
     public TrainOptions Train { get; init; } = new();
     /// <summary>LoRA settings for "lora" terms (null: MILE's defaults, r 8, alpha 32, dropout 0.1 on query/value).</summary>
     public LoraConfig? Lora { get; init; }
+    /// <summary>IA3 settings for "ia3" terms (null: PEFT's BERT mapping key/value/output.dense).</summary>
+    public Ia3Config? Ia3 { get; init; }
+    /// <summary>Prefix settings for "prefix" and "ptuning" terms (ptuning always without the MLP; null: 10 tokens, MLP 512).</summary>
+    public PrefixTuningConfig? Prefix { get; init; }
+    /// <summary>Prompt-tuning settings for "prompt" terms; a TEXT init's prompt_tuning_init_text is tokenized with the
+    /// model's vocabulary here ([CLS] text [SEP], as PEFT calls the tokenizer).</summary>
+    public PromptTuningConfig? Prompt { get; init; }
     /// <summary>At most this many validation questions are used for selection (0 = all).</summary>
     public int ValidationLimit { get; init; } = 0;
 }
@@ -37,7 +44,7 @@ public static class VqaJobs
         var device = TorchRuntime.ResolveDevice(job.Device);
         var tokenizer = BlipModelFolder.LoadTokenizer(job.ModelDir);
         using var model = BlipModelFolder.Load(job.ModelDir, device);
-        var strategy = ParseStrategy(job);
+        var strategy = ParseStrategy(job, tokenizer);
         var report = strategy.Apply(model);
         var train = Read(job.Format, job.DataDir, Splits.Train);
         var validation = Read(job.Format, job.DataDir, Splits.Validation);
@@ -71,9 +78,18 @@ public static class VqaJobs
         return new VqaTrainSummary(report, result, last, lr, job.OutDir);
     }
 
-    static TuningStrategy ParseStrategy(VqaTrainJob job) =>
-        TuningStrategy.Parse(job.Strategy, TowerLayout.Blip,
-            job.Lora is null ? null : new Dictionary<string, ITuningMethod> { ["lora"] = new LoraMethod(job.Lora) });
+    static TuningStrategy ParseStrategy(VqaTrainJob job, BlipTokenizer tokenizer)
+    {
+        var methods = new Dictionary<string, ITuningMethod>();
+        if (job.Lora is not null) methods["lora"] = new LoraMethod(job.Lora);
+        if (job.Ia3 is not null) methods["ia3"] = new Ia3Method(job.Ia3);
+        if (job.Prefix is not null) { methods["prefix"] = PrefixTuningMethod.Prefix(job.Prefix); methods["ptuning"] = PrefixTuningMethod.PTuningV2(job.Prefix); }
+        if (job.Prompt is not null)
+            methods["prompt"] = new PromptTuningMethod(job.Prompt.PromptTuningInit == "TEXT" && job.Prompt.InitTokenIds is null && job.Prompt.PromptTuningInitText is { } text
+                ? job.Prompt with { InitTokenIds = tokenizer.Encode(text, int.MaxValue).Select(i => (long)i).ToList() }
+                : job.Prompt);
+        return TuningStrategy.Parse(job.Strategy, TowerLayout.Blip, methods.Count == 0 ? null : methods);
+    }
 
     /// <summary>Writes what was trained as a PEFT adapter next to the full model: LORA for LoRA strategies, an
     /// LN_TUNING-style adapter (the tuned modules' parameters, PEFT's ln_tuning_layers keys) for intrinsic ones. Full
