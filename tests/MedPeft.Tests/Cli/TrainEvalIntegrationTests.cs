@@ -121,7 +121,6 @@ public class ExtrinsicTrainIntegrationTests
     [Theory]
     [InlineData("IA3", "train", "--strategy", "ia3@text_decoder", "--ia3-targets", "key", "value", "output.dense")]
     [InlineData("PREFIX_TUNING", "train", "--strategy", "prefix@text_decoder", "--num-virtual-tokens", "4", "--encoder-hidden-size", "16")]
-    [InlineData("PREFIX_TUNING", "train", "--strategy", "ptuning")]
     [InlineData("PROMPT_TUNING", "train", "--strategy", "prompt", "--num-virtual-tokens", "5", "--prompt-init-text", "is there a lesion")]
     public void Train_writes_the_peft_adapter_and_eval_applies_it(string peftType, params string[] args)
     {
