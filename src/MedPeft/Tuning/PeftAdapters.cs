@@ -472,17 +472,31 @@ public static class PeftAdapters
     /// <summary>The fixtures/hf/llava_lora and llava_ln_tuning quantities on a loaded base LLaVA: loads the adapter,
     /// runs forward + backward (<c>logits_with_adapter</c>, <c>loss_with_adapter</c>, <c>grad.&lt;adapter key&gt;</c> for
     /// every <c>grad.*</c> key of <paramref name="expected"/>, zeros where no gradient arrives), then merge_and_unload and
-    /// a no-grad forward (<c>logits_merged</c>, <c>loss_merged</c>). Leaves the model merged (LoRA removed, norms
-    /// replaced); other parameters' requires_grad flags are restored.</summary>
+    /// a no-grad forward (<c>logits_merged</c>, <c>loss_merged</c>). Also IA3 (grads in PEFT's vector shapes) and
+    /// prompt learning (grad.prompt_embeddings; no merged form, so expected files must not ask for merged values).
+    /// Leaves the model merged (LoRA/IA3 removed, norms replaced); other parameters' requires_grad flags are restored.</summary>
     public static Dictionary<string, Tensor> LlavaAdapterTensors(LlavaForConditionalGeneration model, string adapterDir,
         Dictionary<string, Tensor> inputs, Dictionary<string, Tensor> expected)
     {
         var before = model.named_parameters().Select(p => (p.parameter, p.parameter.requires_grad)).ToList();
         foreach (var (p, _) in before) p.requires_grad = false;
         var config = Load(model, adapterDir, trainable: true);
-        var adapter = config.Lora is not null ? Lora.AdapterTensors(model)
-            : LnTuningParameters(model, config.LnTargets!).ToDictionary(kv => kv.Key, kv => (Tensor)kv.Value);
-        foreach (var t in adapter.Values) { t.grad?.zero_(); t.requires_grad = true; }
+        bool promptLearning = config.Prefix is not null || config.Prompt is not null;
+        // Adapter key → the trained tensors behind it and how their gradient is shown under that key.
+        var adapter = new Dictionary<string, (List<Tensor> Params, Func<List<Tensor>, Tensor> Grad)>();
+        Tensor GradOf(Tensor t) => t.grad is { } g ? g.detach().clone() : torch.zeros_like(t);
+        if (config.Lora is not null)
+            foreach (var (k, t) in Lora.AdapterTensors(model)) adapter[k] = ([t], ts => GradOf(ts[0]));
+        else if (config.Ia3 is not null)
+            foreach (var l in Ia3.LayersOf(model)) { var layer = l; adapter[Prefix + l.Name + ".ia3_l"] = ([l.Vector], ts => GradOf(ts[0]).view(layer.PeftShaped().shape)); }
+        else if (promptLearning)
+        {
+            var ws = PrefixTuning.TowersOf(model).Select(t => (Tensor)t.Encoder.embedding.weight!)
+                .Concat(PromptTuning.TowersOf(model).Select(t => (Tensor)t.Encoder.embedding.weight!)).ToList();
+            adapter["prompt_embeddings"] = (ws, ts => torch.cat(ts.Select(GradOf).ToList(), 1));
+        }
+        else foreach (var (k, t) in LnTuningParameters(model, config.LnTargets!)) adapter[k] = ([t], ts => GradOf(ts[0]));
+        foreach (var t in adapter.Values.SelectMany(a => a.Params)) { t.grad?.zero_(); t.requires_grad = true; }
 
         LlavaInput Input() => new(inputs["input_ids"], inputs["pixel_values"],
             inputs.GetValueOrDefault("attention_mask"), inputs.GetValueOrDefault("labels"));
@@ -499,12 +513,20 @@ public static class PeftAdapters
         foreach (var key in expected.Keys.Where(k => k.StartsWith("grad.", StringComparison.Ordinal)))
         {
             var name = key["grad.".Length..];
-            if (!adapter.TryGetValue(name, out var t))
+            if (!adapter.TryGetValue(name, out var a))
                 throw new MedPeftException($"LlavaAdapterTensors: expected {key} but the adapter has no tensor \"{name}\"");
-            result[key] = t.grad is { } g ? g.detach().clone() : torch.zeros_like(t);
+            result[key] = a.Grad(a.Params);
         }
 
+        if (promptLearning)
+        {
+            if (expected.ContainsKey("logits_merged") || expected.ContainsKey("loss_merged"))
+                throw new MedPeftException($"{adapterDir}: {config.PeftType} adapters have no merged form (expected file asks for logits_merged)");
+            foreach (var (p, rg) in before) p.requires_grad = rg;
+            return result;
+        }
         if (config.Lora is not null) Lora.MergeAndUnload(model);
+        if (config.Ia3 is not null) Ia3.MergeAndUnload(model);
         using (torch.no_grad())
         {
             var m = model.forward(Input());

@@ -77,7 +77,7 @@ public sealed class PrefixTower
     /// <summary>LLaMA: RoPE angles for position −N. HF gives real tokens positions N.. after an unrotated prefix; RoPE
     /// being relative, rotating the prefix keys by −N is the same attention with the model's own positions, so the
     /// LLaVA merge, the mask builder and the KV-cache decoding stay as they are (the prefix is never in the cache).</summary>
-    public double? RopeTheta { get; init; }
+    public double? RopeTheta { get; internal set; }
     Tensor? _table;
 
     /// <summary>PEFT's get_prompt_embedding_to_save: the encoder applied to the N prefix tokens, [N, layers·2·kv_dim].</summary>

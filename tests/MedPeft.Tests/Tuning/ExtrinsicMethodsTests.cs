@@ -217,6 +217,42 @@ public class ExtrinsicMethodsTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Ia3_adapter_parity_quantities_merge_to_the_adapted_logits()
+    {
+        // What `medpeft parity … --adapter` computes for an IA3 adapter: logits/loss with the adapter, gradients under
+        // PEFT's keys and shapes, and the merged model's logits, which must equal the adapted ones.
+        torch.manual_seed(8);
+        var x = Fixtures.Load("hf", "llava", "inputs.safetensors");
+        var dir = Tmp();
+        try
+        {
+            using (var model = LoadLlava())
+            {
+                var strategy = TuningStrategy.Parse("ia3", TowerLayout.Llava);
+                strategy.Apply(model);
+                Perturb(model);
+                MedPeft.Experiments.VqaJobs.SaveAdapter(model, strategy, dir);
+            }
+            var keys = Checkpoint.ReadSafetensors(Path.Combine(dir, "adapter_model.safetensors"));
+            var expected = keys.ToDictionary(kv => "grad." + kv.Key, kv => kv.Value);
+            using var fresh = LoadLlava();
+            var got = PeftAdapters.LlavaAdapterTensors(fresh, dir, x, expected);
+            foreach (var (k, t) in keys)
+            {
+                Assert.Equal(t.shape, got["grad." + k].shape);
+                if (k.Contains("language_model")) Assert.True(got["grad." + k].abs().sum().item<float>() > 0, $"{k}: no gradient");
+            }
+            using var plain = LoadLlava();
+            Tensor mask;
+            using (torch.no_grad()) mask = plain.forward(Input(x)).MergedAttentionMask;
+            Fixtures.AssertClose(Masked(got["logits_with_adapter"], mask), Masked(got["logits_merged"], mask), "merged", atol: 1e-4, rtol: 1e-4);   // the fixtures' tolerance
+            Fixtures.AssertClose(got["loss_with_adapter"], got["loss_merged"], "loss", atol: 1e-5, rtol: 1e-5);
+            Assert.Empty(Ia3.LayersOf(fresh));
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
+    }
+
+    [Fact]
     public void Adapter_that_does_not_fit_says_what()
     {
         using var model = LoadLlava();
@@ -311,6 +347,36 @@ public class ExtrinsicMethodsTests(ITestOutputHelper output)
         foreach (var (name, p) in model.named_parameters())
             if (!p.requires_grad) Assert.True(Same(p, before[name]), $"base parameter {name} changed");
             else Assert.False(Same(p, before[name]), $"{name} did not train");
+    }
+
+    [Fact]
+    public void Llama_prefix_equals_hf_semantics_unrotated_prefix_and_positions_after_it()
+    {
+        // HF (past_key_values from PEFT): prefix keys never rotated, real tokens at positions N, N+1, …. MedPeft rotates
+        // the prefix keys by −N instead and keeps positions 0, 1, … (RoPE is relative). Both must give the same logits.
+        torch.manual_seed(13);
+        var config = LlavaConfig.FromJson("""
+            { "text_config": { "hidden_size": 48, "intermediate_size": 80, "num_hidden_layers": 2, "num_attention_heads": 6,
+                               "num_key_value_heads": 2, "rope_theta": 10000.0, "vocab_size": 96, "max_position_embeddings": 64 },
+              "vision_config": { "hidden_size": 24, "intermediate_size": 40, "num_hidden_layers": 1, "num_attention_heads": 3,
+                                 "image_size": 16, "patch_size": 8 } }
+            """, "(test)");
+        using var model = new LlavaForConditionalGeneration(config);
+        model.eval();
+        TuningStrategy.Parse("prefix@llm", TowerLayout.Llava).Apply(model);
+        var tower = PrefixTuning.TowersOf(model).Single();
+        var embeds = torch.randn(2, 7, 48);
+        var mask = torch.tensor(new long[] { 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1 }).reshape(2, 7);
+        var positions = (mask.cumsum(-1) - 1).masked_fill(mask.eq(0), 1);
+        using var _ = torch.no_grad();
+        var ours = model.language_model.forward(new MedPeft.Models.Llama.LlamaInput(embeds, mask, positions)).Logits;
+        tower.RopeTheta = null;   // HF: the prefix as stored, queries at their positions + N
+        var hf = model.language_model.forward(new MedPeft.Models.Llama.LlamaInput(embeds, mask, positions + tower.NumVirtualTokens)).Logits;
+        var rows = mask.reshape(-1).nonzero().squeeze(1);
+        Fixtures.AssertClose(hf.reshape(-1, 96).index_select(0, rows), ours.reshape(-1, 96).index_select(0, rows), "logits", atol: 1e-5, rtol: 1e-5);
+        tower.RopeTheta = 10000.0;
+        var unshifted = model.language_model.forward(new MedPeft.Models.Llama.LlamaInput(embeds, mask, positions + tower.NumVirtualTokens)).Logits;
+        Assert.True((unshifted - ours).abs().max().item<float>() > 1e-4, "the position shift matters, so the check can fail");
     }
 
     // ------------------------------------------------------------------ generation
