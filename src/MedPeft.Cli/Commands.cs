@@ -147,7 +147,7 @@ static class Commands
         var preds = new Option<string?>("--predictions") { Description = "write predictions as JSONL (the `score vqa` format)" };
         var json = new Option<bool>("--json") { Description = "print scores as JSON" };
         var norm = new Option<string>("--normalization") { DefaultValueFactory = _ => "blip" };
-        var adapter = new Option<string?>("--adapter") { Description = "a PEFT adapter folder (LORA, LN_TUNING, IA3, PREFIX_TUNING, PROMPT_TUNING) applied to the model first" };
+        var adapter = new Option<string?>("--adapter") { Description = "a PEFT adapter folder (LORA, LN_TUNING) applied to the model first" };
         var c = new Command("eval", "Answer a Med-VQA split with a model and score it (exact match closed/open/overall, open token recall).");
         rt.AddTo(c); foreach (var o in new Option[] { model, data, format, split, beams, maxNew, preds, json, norm, adapter }) c.Add(o);
         c.SetAction(r =>
