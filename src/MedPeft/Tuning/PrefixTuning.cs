@@ -152,8 +152,12 @@ public static class PrefixTuning
         foreach (var tower in ApplicableTowers(layout, towers, source))
         {
             var name = layout.Towers[tower].TrimEnd('.');
-            var root = model.named_modules().FirstOrDefault(x => x.name == name).module
-                ?? throw new MedPeftException($"{source}: the model has no module \"{name}\" (tower {tower})");
+            var root = model.named_modules().FirstOrDefault(x => x.name == name).module;
+            if (root is null)
+            {
+                if (TowerScope.IsAll(layout, towers)) continue;   // e.g. no text_encoder in a captioning model
+                throw new MedPeftException($"{source}: the model has no module \"{name}\" (tower {tower})");
+            }
             if (Towers.TryGetValue(root, out var existing))
             {
                 foreach (var (_, p) in existing.Encoder.named_parameters()) p.requires_grad = true;

@@ -88,6 +88,20 @@ public class ExtrinsicMethodsTests(ITestOutputHelper output)
         Assert.Throws<MedPeftException>(() => Apply("prefix@vision"));
     }
 
+    [Theory]
+    [InlineData("prefix", 10 * 768 + (768 * 512 + 512) + (512 * 12 * 2 * 768 + 12 * 2 * 768))]   // decoder only: no text encoder
+    [InlineData("ptuning", 10 * 12 * 2 * 768)]
+    [InlineData("prompt", 20 * 768)]                                                               // the caption decoder's input
+    [InlineData("ia3", 12 * (4 * 768 + 2 * 768 + 3072))]
+    public void Counts_on_blip_caption_meta_use_the_decoder(string spec, long expected)
+    {
+        var config = BlipPresets.MissBase();
+        using var model = ModelUtils.OnMeta(() => new BlipForConditionalGeneration(config));
+        var r = TuningStrategy.Parse(spec, TowerLayout.Blip).Apply(model);
+        Assert.Equal(expected, r.Trainable);
+        Assert.Equal(expected, r.Towers.Single(t => t.Tower == "text_decoder").Trainable);
+    }
+
     // ------------------------------------------------------------------ IA3
 
     [Fact]
