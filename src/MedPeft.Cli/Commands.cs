@@ -70,7 +70,7 @@ static class Commands
         var model = new Option<string>("--model") { Description = "model folder (config.json, model.safetensors, vocab.txt)", Required = true };
         var data = new Option<string>("--data") { Description = "dataset folder", Required = true };
         var format = new Option<string>("--format") { Description = "dataset format (slake, vqa-rad, pathvqa)", DefaultValueFactory = _ => "slake" };
-        var strategy = new Option<string>("--strategy") { Description = "e.g. ln, ln@text, full@vision+ln@text, ffn, attn, bias, full", DefaultValueFactory = _ => "ln" };
+        var strategy = new Option<string>("--strategy") { Description = "e.g. ln, ln@text, full@vision+ln@text, ffn, attn, bias, full, lora, ia3, prefix, ptuning, prompt, ln+lora@text", DefaultValueFactory = _ => "ln" };
         var @out = new Option<string>("--out") { Description = "output folder (model/, log.jsonl, train_summary.json)", Required = true };
         var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 10 };
         var maxSteps = new Option<int?>("--max-steps") { Description = "stop after this many optimizer steps" };
@@ -88,11 +88,19 @@ static class Commands
         var loraTargets = new Option<string[]>("--lora-targets") { Description = "module-name suffixes (PEFT target_modules; default query value for BLIP, q_proj v_proj for LLaVA)", AllowMultipleArgumentsPerToken = true };
         var rslora = new Option<bool>("--use-rslora") { Description = "scale by alpha/sqrt(r) instead of alpha/r" };
         var template = new Option<string?>("--template") { Description = $"LLaVA conversation template ({string.Join(", ", MedPeft.Data.ConversationTemplates.Named.Keys)}; default: the model's)" };
+        var ia3Targets = new Option<string[]>("--ia3-targets") { Description = "IA3 target_modules suffixes (default key value output.dense for BLIP, k_proj v_proj down_proj for LLaVA)", AllowMultipleArgumentsPerToken = true };
+        var ia3Ff = new Option<string[]>("--ia3-feedforward") { Description = "IA3 feedforward_modules (input-scaled; default output.dense for BLIP, down_proj for LLaVA)", AllowMultipleArgumentsPerToken = true };
+        var virtualTokens = new Option<int?>("--num-virtual-tokens") { Description = "prefix/ptuning (default 10) and prompt (default 20) virtual tokens" };
+        var encoderHidden = new Option<int>("--encoder-hidden-size") { Description = "prefix tuning's MLP width", DefaultValueFactory = _ => 512 };
+        var prefixProjection = new Option<bool>("--prefix-projection") { Description = "prefix: reparameterise with the MLP (false = P-tuning v2, same as --strategy ptuning)", DefaultValueFactory = _ => true };
+        var promptInit = new Option<string?>("--prompt-init-text") { Description = "prompt tuning: initialise from this text's word embeddings (PEFT's TEXT init)" };
         var c = new Command("train", "Fine-tune a BLIP or LLaVA model folder on a Med-VQA dataset with a tuning strategy.");
-        rt.AddTo(c); foreach (var o in new Option[] { model, data, format, strategy, @out, epochs, maxSteps, batch, accum, lr, wd, warmup, clip, evalEvery, norm, loraR, loraAlpha, loraDropout, loraTargets, rslora, template }) c.Add(o);
+        rt.AddTo(c); foreach (var o in new Option[] { model, data, format, strategy, @out, epochs, maxSteps, batch, accum, lr, wd, warmup, clip, evalEvery, norm, loraR, loraAlpha, loraDropout, loraTargets, rslora, template, ia3Targets, ia3Ff, virtualTokens, encoderHidden, prefixProjection, promptInit }) c.Add(o);
         c.SetAction(r =>
         {
             var device = rt.Apply(r);
+            var vt = r.GetValue(virtualTokens);
+            var initText = r.GetValue(promptInit);
             var job = new VqaTrainJob
             {
                 ModelDir = r.GetValue(model)!, DataDir = r.GetValue(data)!, Format = r.GetValue(format)!, Strategy = r.GetValue(strategy)!,
@@ -103,6 +111,15 @@ static class Commands
                     TargetModules = r.GetValue(loraTargets) ?? [], UseRslora = r.GetValue(rslora),
                 },
                 Template = r.GetValue(template), Log = line => Console.Error.WriteLine(line),
+                Ia3 = new Ia3Config { TargetModules = r.GetValue(ia3Targets) ?? [], FeedforwardModules = r.GetValue(ia3Ff) ?? [] },
+                Prefix = new PrefixTuningConfig
+                {
+                    NumVirtualTokens = vt ?? 10, EncoderHiddenSize = r.GetValue(encoderHidden), PrefixProjection = r.GetValue(prefixProjection),
+                },
+                Prompt = new PromptTuningConfig
+                {
+                    NumVirtualTokens = vt ?? 20, PromptTuningInit = initText is null ? "RANDOM" : "TEXT", PromptTuningInitText = initText,
+                },
                 Train = new TrainOptions
                 {
                     Epochs = r.GetValue(epochs), MaxSteps = r.GetValue(maxSteps), BatchSize = r.GetValue(batch), GradientAccumulation = r.GetValue(accum),

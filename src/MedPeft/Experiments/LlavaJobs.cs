@@ -221,9 +221,8 @@ public static class LlavaJobs
         var device = TorchRuntime.ResolveDevice(job.Device);
         using var s = Open(job.ModelDir, device, job.Template, job.Log);
         var model = s.Model;
-        var lora = job.Lora is { TargetModules.Count: 0 } l ? l with { TargetModules = LoraMethod.DefaultFor(TowerLayout.Llava).TargetModules } : job.Lora;
         var strategy = TuningStrategy.Parse(job.Strategy, TowerLayout.Llava,
-            lora is null ? null : new Dictionary<string, ITuningMethod> { ["lora"] = new LoraMethod(lora) });
+            VqaJobs.MethodOverrides(job, TowerLayout.Llava, text => s.Tokenizer.Encode(text, addSpecialTokens: true)));
         var report = strategy.Apply(model);
         bool reports = DatasetFormats.TaskOf(job.Format) == DatasetTask.Report;
         List<VqaSample> Read(string split) => reports ? ReportExamples(job.Format, job.DataDir, split, job.ReportPrompt)

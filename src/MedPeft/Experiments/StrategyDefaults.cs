@@ -14,6 +14,10 @@ public static class StrategyDefaults
         ["bias"] = 1e-2,
         ["ln"] = 3e-2,
         ["lora"] = 5e-3,   // r 8, alpha 32, dropout 0.1 on query/value (MILE's setting)
+        ["ia3"] = 1e-2,     // key/value/output.dense (PEFT's BERT mapping = MILE's setting)
+        ["prefix"] = 3e-3,  // 10 virtual tokens, MLP 512 (MILE; Li & Liang 2021)
+        ["ptuning"] = 3e-2, // P-tuning v2: 10 virtual tokens, no MLP
+        ["prompt"] = 3e-2,  // 20 soft tokens (Lester et al. 2021), PEFT's RANDOM init
     };
 
     public static double LearningRate(string strategy)

@@ -23,6 +23,13 @@ public sealed record VqaTrainJob
     public TrainOptions Train { get; init; } = new();
     /// <summary>LoRA settings for "lora" terms (null: MILE's defaults, r 8, alpha 32, dropout 0.1 on query/value).</summary>
     public LoraConfig? Lora { get; init; }
+    /// <summary>IA3 settings for "ia3" terms (null: PEFT's BERT mapping key/value/output.dense).</summary>
+    public Ia3Config? Ia3 { get; init; }
+    /// <summary>Prefix settings for "prefix" and "ptuning" terms (ptuning always without the MLP; null: 10 tokens, MLP 512).</summary>
+    public PrefixTuningConfig? Prefix { get; init; }
+    /// <summary>Prompt-tuning settings for "prompt" terms; a TEXT init's prompt_tuning_init_text is tokenized with the
+    /// model's vocabulary here ([CLS] text [SEP], as PEFT calls the tokenizer).</summary>
+    public PromptTuningConfig? Prompt { get; init; }
     /// <summary>At most this many validation questions are used for selection (0 = all).</summary>
     public int ValidationLimit { get; init; } = 0;
     /// <summary>LLaVA folders: the conversation template (null: the model's default, see ConversationTemplates).</summary>
@@ -44,7 +51,7 @@ public static class VqaJobs
         var device = TorchRuntime.ResolveDevice(job.Device);
         var tokenizer = BlipModelFolder.LoadTokenizer(job.ModelDir);
         using var model = BlipModelFolder.Load(job.ModelDir, device);
-        var strategy = ParseStrategy(job);
+        var strategy = ParseStrategy(job, tokenizer);
         var report = strategy.Apply(model);
         var train = Read(job.Format, job.DataDir, Splits.Train);
         var validation = Read(job.Format, job.DataDir, Splits.Validation);
@@ -62,6 +69,9 @@ public static class VqaJobs
             progress: progress, cancel: cancel);
         var adapter = SaveAdapter(model, strategy, Path.Combine(job.OutDir, "adapter"));
         if (Lora.LayersOf(model).Count > 0) Lora.MergeAndUnload(model);   // model/ is a plain HF checkpoint
+        if (Ia3.LayersOf(model).Count > 0) Ia3.MergeAndUnload(model);
+        PrefixTuning.Unload(model);   // prompt-learning methods have no merged form: model/ is the base, adapter/ the prompt
+        PromptTuning.Unload(model);
         BlipModelFolder.Save(model, Path.Combine(job.OutDir, "model"), Path.Combine(job.ModelDir, BlipModelFolder.VocabFile));
         var summary = new JsonObject
         {
@@ -75,12 +85,31 @@ public static class VqaJobs
         return new VqaTrainSummary(report, result, last, lr, job.OutDir);
     }
 
-    static TuningStrategy ParseStrategy(VqaTrainJob job)
+    static TuningStrategy ParseStrategy(VqaTrainJob job, BlipTokenizer tokenizer) =>
+        TuningStrategy.Parse(job.Strategy, TowerLayout.Blip, MethodOverrides(job, TowerLayout.Blip, text => tokenizer.Encode(text, int.MaxValue)));
+
+    /// <summary>Method instances built from the job's per-method options (CLI --lora-*, --ia3-*, prefix/prompt options),
+    /// shared by both families. Empty target lists take the family's defaults (BLIP: query/value, key/value/output.dense;
+    /// LLaVA: q_proj/v_proj, k_proj/v_proj/down_proj). A TEXT prompt init is tokenized with the model's tokenizer
+    /// (with its special tokens, as PEFT calls the tokenizer).</summary>
+    internal static IReadOnlyDictionary<string, ITuningMethod>? MethodOverrides(VqaTrainJob job, TowerLayout layout, Func<string, int[]> encode)
     {
-        // Empty target_modules = the family's default (query/value for BLIP).
-        var lora = job.Lora is { TargetModules.Count: 0 } l ? l with { TargetModules = LoraMethod.DefaultFor(TowerLayout.Blip).TargetModules } : job.Lora;
-        return TuningStrategy.Parse(job.Strategy, TowerLayout.Blip,
-            lora is null ? null : new Dictionary<string, ITuningMethod> { ["lora"] = new LoraMethod(lora) });
+        var methods = new Dictionary<string, ITuningMethod>();
+        if (job.Lora is { } lora)
+            methods["lora"] = new LoraMethod(lora.TargetModules.Count == 0 && lora.TargetRegex is null ? lora with { TargetModules = LoraMethod.DefaultFor(layout).TargetModules } : lora);
+        if (job.Ia3 is { } ia3)
+        {
+            var d = Ia3Method.DefaultFor(layout);
+            methods["ia3"] = new Ia3Method(ia3.TargetModules.Count == 0 && ia3.TargetRegex is null
+                ? ia3 with { TargetModules = d.TargetModules, FeedforwardModules = ia3.FeedforwardModules.Count == 0 ? d.FeedforwardModules : ia3.FeedforwardModules }
+                : ia3);
+        }
+        if (job.Prefix is { } prefix) { methods["prefix"] = PrefixTuningMethod.Prefix(prefix); methods["ptuning"] = PrefixTuningMethod.PTuningV2(prefix); }
+        if (job.Prompt is { } prompt)
+            methods["prompt"] = new PromptTuningMethod(prompt.PromptTuningInit == "TEXT" && prompt.InitTokenIds is null && prompt.PromptTuningInitText is { } text
+                ? prompt with { InitTokenIds = encode(text).Select(i => (long)i).ToList() }
+                : prompt);
+        return methods.Count == 0 ? null : methods;
     }
 
     /// <summary>Writes what was trained as a PEFT adapter next to the full model: LORA for LoRA strategies, an
@@ -95,6 +124,16 @@ public static class VqaJobs
             PeftAdapters.SaveLora(model, dir, ScopedToAdaptedModules(model, config, strategy), taskType: null);
             return "LORA";
         }
+        if (methods.All(m => m is Ia3Method))
+        {
+            var config = ((Ia3Method)methods[0]).Config ?? Ia3Method.DefaultFor(strategy.Layout);
+            PeftAdapters.SaveIa3(model, dir, Ia3.ScopedConfig(model, config, strategy.Layout, strategy.Terms.SelectMany(t => t.Towers)), taskType: null);
+            return "IA3";
+        }
+        if (methods.All(m => m is PrefixTuningMethod))
+            return PeftAdapters.SavePromptLearning(model, dir, ((PrefixTuningMethod)methods[0]).Config, null, taskType: null);
+        if (methods.All(m => m is PromptTuningMethod))
+            return PeftAdapters.SavePromptLearning(model, dir, null, ((PromptTuningMethod)methods[0]).Config, taskType: null);
         if (methods.All(m => m is SelectiveTuning && m != SelectiveTuning.Full))
         {
             var tuned = model.named_modules()

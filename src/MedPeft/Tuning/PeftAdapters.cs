@@ -9,7 +9,17 @@ using static TorchSharp.torch;
 namespace MedPeft.Tuning;
 
 /// <summary>What an adapter_config.json says (the fields MedPeft acts on).</summary>
-public sealed record PeftAdapterConfig(string PeftType, string? TaskType, LoraConfig? Lora, IReadOnlyList<string>? LnTargets);
+public sealed record PeftAdapterConfig(string PeftType, string? TaskType, LoraConfig? Lora, IReadOnlyList<string>? LnTargets)
+{
+    public Ia3Config? Ia3 { get; init; }
+    public PrefixTuningConfig? Prefix { get; init; }
+    public PromptTuningConfig? Prompt { get; init; }
+    /// <summary>Prompt learning: the declared num_layers / token_dim (checked against the model) and MedPeft's
+    /// "medpeft_towers" (BLIP only; absent = the layout's language towers).</summary>
+    public int? NumLayers { get; init; }
+    public int? TokenDim { get; init; }
+    public IReadOnlyList<string>? Towers { get; init; }
+}
 
 /// <summary>Adapter folders in Hugging Face PEFT's (0.11) format: <c>adapter_config.json</c> +
 /// <c>adapter_model.safetensors</c> with keys <c>base_model.model.&lt;module&gt;.lora_A.weight</c> / <c>.lora_B.weight</c>
@@ -80,8 +90,66 @@ public static class PeftAdapters
                 if (regex is not null) throw new MedPeftException($"{path}: LN_TUNING with a regex target_modules is not supported (give a list)");
                 return new PeftAdapterConfig(type, task, null, list);
             }
+            case "IA3":
+            {
+                Unsupported(Bool("fan_in_fan_out"), "fan_in_fan_out", "true (Conv1D layers)");
+                var (list, regex) = Targets();
+                var ffEl = Get("feedforward_modules");
+                List<string>? ffList = null; string? ffRegex = null;
+                if (ffEl is { } f)
+                {
+                    if (f.ValueKind == JsonValueKind.String) ffRegex = f.GetString();
+                    else if (f.ValueKind == JsonValueKind.Array && f.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String)) ffList = f.EnumerateArray().Select(e => e.GetString()!).ToList();
+                    else throw new MedPeftException($"{path}: field \"feedforward_modules\" must be a string or a list of strings");
+                }
+                var ia3 = new Ia3Config
+                {
+                    TargetModules = list ?? [], TargetRegex = regex, FeedforwardModules = ffList ?? [], FeedforwardRegex = ffRegex,
+                    InitIa3Weights = Get("init_ia3_weights") is null || Bool("init_ia3_weights"),
+                }.Validate(path);
+                return new PeftAdapterConfig(type, task, null, null) { Ia3 = ia3 };
+            }
+            case "PREFIX_TUNING":
+            case "PROMPT_TUNING":
+            {
+                int Int(string k, bool required)
+                {
+                    if (Get(k) is not { } v) return required ? throw new MedPeftException($"{path}: field \"{k}\" is missing") : 0;
+                    if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out var i) || i <= 0) throw new MedPeftException($"{path}: field \"{k}\" must be a positive integer");
+                    return i;
+                }
+                var n = Int("num_virtual_tokens", true);
+                var sub = Get("num_transformer_submodules") is null ? 1 : Int("num_transformer_submodules", false);
+                Unsupported(sub != 1, "num_transformer_submodules", $"{sub} (encoder-decoder prompts)");
+                List<string>? towers = null;
+                if (Get("medpeft_towers") is { } tw)
+                {
+                    if (tw.ValueKind != JsonValueKind.Array || !tw.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String))
+                        throw new MedPeftException($"{path}: field \"medpeft_towers\" must be a list of strings");
+                    towers = tw.EnumerateArray().Select(e => e.GetString()!).ToList();
+                }
+                var common = new PeftAdapterConfig(type, task, null, null)
+                {
+                    NumLayers = Get("num_layers") is null ? null : Int("num_layers", false),
+                    TokenDim = Get("token_dim") is null ? null : Int("token_dim", false), Towers = towers,
+                };
+                if (type == "PREFIX_TUNING")
+                    return common with
+                    {
+                        Prefix = new PrefixTuningConfig
+                        {
+                            NumVirtualTokens = n, PrefixProjection = Bool("prefix_projection"),
+                            EncoderHiddenSize = Get("encoder_hidden_size") is null ? 0 : Int("encoder_hidden_size", false),
+                        },
+                    };
+                var init = Str("prompt_tuning_init") ?? "RANDOM";
+                if (init is not ("RANDOM" or "TEXT")) throw new MedPeftException($"{path}: field \"prompt_tuning_init\" must be RANDOM or TEXT (got \"{init}\")");
+                return common with { Prompt = new PromptTuningConfig { NumVirtualTokens = n, PromptTuningInit = init, PromptTuningInitText = Str("prompt_tuning_init_text") } };
+            }
+            case "P_TUNING":
+                throw new MedPeftException($"{path}: peft_type \"P_TUNING\" (PEFT's prompt encoder, P-tuning v1) is not supported; MedPeft's \"ptuning\" is P-tuning v2, saved as PREFIX_TUNING with prefix_projection false");
             default:
-                throw new MedPeftException($"{path}: peft_type \"{type}\" is not supported (LORA, LN_TUNING)");
+                throw new MedPeftException($"{path}: peft_type \"{type}\" is not supported (LORA, LN_TUNING, IA3, PREFIX_TUNING, PROMPT_TUNING)");
         }
     }
 
@@ -111,6 +179,51 @@ public static class PeftAdapters
             ["peft_type"] = JStr("LN_TUNING"), ["revision"] = "null", ["target_modules"] = JList(targetModules),
             ["task_type"] = taskType is null ? "null" : JStr(taskType),
         };
+        return JObject(f);
+    }
+
+    /// <summary>adapter_config.json as PEFT 0.11's IA3Config.save_pretrained writes it.</summary>
+    public static string Ia3ConfigJson(Ia3Config c, string? taskType = "CAUSAL_LM", string baseModel = "")
+    {
+        var f = new SortedDictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["auto_mapping"] = "null", ["base_model_name_or_path"] = JStr(baseModel), ["fan_in_fan_out"] = "false",
+            ["feedforward_modules"] = c.FeedforwardRegex is not null ? JStr(c.FeedforwardRegex) : JList(c.FeedforwardModules),
+            ["inference_mode"] = "true", ["init_ia3_weights"] = c.InitIa3Weights ? "true" : "false", ["modules_to_save"] = "null",
+            ["peft_type"] = JStr("IA3"), ["revision"] = "null",
+            ["target_modules"] = c.TargetRegex is not null ? JStr(c.TargetRegex) : JList(c.TargetModules),
+            ["task_type"] = taskType is null ? "null" : JStr(taskType),
+        };
+        return JObject(f);
+    }
+
+    /// <summary>adapter_config.json of a prompt-learning method as PEFT 0.11 writes it (PrefixTuningConfig /
+    /// PromptTuningConfig: the PromptLearningConfig fields plus the method's own). <paramref name="towers"/> is
+    /// MedPeft's "medpeft_towers" (null = not written: the layout's language tower, LLaVA's llm).</summary>
+    public static string PromptLearningConfigJson(string peftType, int numVirtualTokens, int tokenDim, int numLayers, int numHeads,
+        PrefixTuningConfig? prefix, PromptTuningConfig? prompt, IReadOnlyList<string>? towers, string? taskType = "CAUSAL_LM", string baseModel = "")
+    {
+        var f = new SortedDictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["auto_mapping"] = "null", ["base_model_name_or_path"] = JStr(baseModel), ["inference_mode"] = "true",
+            ["num_attention_heads"] = numHeads.ToString(CultureInfo.InvariantCulture), ["num_layers"] = numLayers.ToString(CultureInfo.InvariantCulture),
+            ["num_transformer_submodules"] = "1", ["num_virtual_tokens"] = numVirtualTokens.ToString(CultureInfo.InvariantCulture),
+            ["peft_type"] = JStr(peftType), ["revision"] = "null", ["task_type"] = taskType is null ? "null" : JStr(taskType),
+            ["token_dim"] = tokenDim.ToString(CultureInfo.InvariantCulture),
+        };
+        if (prefix is not null)
+        {
+            f["encoder_hidden_size"] = prefix.PrefixProjection ? prefix.EncoderHiddenSize.ToString(CultureInfo.InvariantCulture) : "null";
+            f["prefix_projection"] = prefix.PrefixProjection ? "true" : "false";
+        }
+        if (prompt is not null)
+        {
+            f["prompt_tuning_init"] = JStr(prompt.PromptTuningInit);
+            f["prompt_tuning_init_text"] = prompt.PromptTuningInitText is null ? "null" : JStr(prompt.PromptTuningInitText);
+            f["tokenizer_kwargs"] = "null";
+            f["tokenizer_name_or_path"] = "null";
+        }
+        if (towers is not null) f["medpeft_towers"] = JList(towers);
         return JObject(f);
     }
 
@@ -156,6 +269,21 @@ public static class PeftAdapters
         var state = Checkpoint.ReadSafetensors(weightsPath);
         try
         {
+            if (config.Ia3 is not null)
+            {
+                Ia3.Apply(model, config.Ia3, source: Path.Combine(adapterDir, ConfigFile));
+                var vectors = Ia3.AdapterTensors(model);
+                CheckFit(vectors, state, weightsPath);
+                using (torch.no_grad())
+                    foreach (var (k, t) in vectors) t.copy_(state[k].to(t.dtype).to(t.device));
+                foreach (var l in Ia3.LayersOf(model)) l.Vector.requires_grad = trainable;
+                return config;
+            }
+            if (config.Prefix is not null || config.Prompt is not null)
+            {
+                LoadPromptLearning(model, config, state, adapterDir, trainable);
+                return config;
+            }
             Dictionary<string, Tensor> targets;
             if (config.Lora is not null)
             {
@@ -171,6 +299,65 @@ public static class PeftAdapters
             return config;
         }
         finally { foreach (var t in state.Values) t.Dispose(); }
+    }
+
+    public static TowerLayout LayoutOf(nn.Module model) => model is LlavaForConditionalGeneration ? TowerLayout.Llava : TowerLayout.Blip;
+
+    /// <summary>The towers a prompt-learning adapter applies to when its config names none.</summary>
+    static List<string> DefaultPromptTowers(nn.Module model, TowerLayout layout, bool prefix, string source)
+    {
+        var all = layout.Towers.Keys.ToList();
+        var names = model.named_modules().Select(x => x.name).ToHashSet();
+        var towers = prefix ? PrefixTuning.ApplicableTowers(layout, all, source) : PromptTuning.DefaultTowers(model, layout, all, source);
+        return towers.Where(t => names.Contains(layout.Towers[t].TrimEnd('.'))).ToList();
+    }
+
+    /// <summary>PEFT's set_peft_model_state_dict for prompt learning: "prompt_embeddings" is loaded into the
+    /// prompt encoder's embedding, which for prefix tuning is built as in inference mode (no MLP: the file holds the
+    /// MLP's output). Several towers (BLIP) share one tensor, concatenated along dim 1 in tower order.</summary>
+    static void LoadPromptLearning(nn.Module model, PeftAdapterConfig config, Dictionary<string, Tensor> state, string adapterDir, bool trainable)
+    {
+        var source = Path.Combine(adapterDir, ConfigFile);
+        var layout = LayoutOf(model);
+        bool isPrefix = config.Prefix is not null;
+        int n = isPrefix ? config.Prefix!.NumVirtualTokens : config.Prompt!.NumVirtualTokens;
+        var towers = config.Towers?.ToList() ?? DefaultPromptTowers(model, layout, isPrefix, source);
+        foreach (var t in towers)
+            if (!layout.Towers.ContainsKey(t)) throw new MedPeftException($"{source}: field \"medpeft_towers\" names unknown tower \"{t}\"");
+        var weights = new List<Tensor>();
+        int layers = 0, tokenDim = 0;
+        foreach (var tower in towers)
+        {
+            var name = layout.Towers[tower].TrimEnd('.');
+            var root = model.named_modules().FirstOrDefault(x => x.name == name).module
+                ?? throw new MedPeftException($"{source}: the model has no tower {tower} (module \"{name}\")");
+            if (isPrefix)
+            {
+                var pt = PrefixTuning.Attach(tower, name, root, n, projection: false, encoderHidden: 0, source);
+                weights.Add(pt.Encoder.embedding.weight!);
+                layers += pt.NumLayers; tokenDim = pt.TokenDim;
+            }
+            else
+            {
+                var pt = PromptTuning.Attach(model, tower, root, n, source);
+                weights.Add(pt.Encoder.embedding.weight!);
+                tokenDim = (int)pt.Encoder.embedding.weight!.shape[1];
+            }
+        }
+        if (config.NumLayers is int nl && isPrefix && nl != layers)
+            throw new MedPeftException($"{source}: field \"num_layers\" is {nl} but the adapted towers [{string.Join(", ", towers)}] have {layers} layers");
+        if (config.TokenDim is int td && td != tokenDim)
+            throw new MedPeftException($"{source}: field \"token_dim\" is {td} but the model's hidden size is {tokenDim}");
+        long width = weights.Sum(w => w.shape[1]);
+        using var meta = torch.empty(n, width, device: torch.META);
+        CheckFit(new Dictionary<string, Tensor> { ["prompt_embeddings"] = meta }, state, Path.Combine(adapterDir, WeightsFile));
+        using (torch.no_grad())
+        {
+            long at = 0;
+            var all = state["prompt_embeddings"];
+            foreach (var w in weights) { w.copy_(all[.., (int)at..(int)(at + w.shape[1])].to(w.dtype).to(w.device)); at += w.shape[1]; }
+        }
+        foreach (var w in weights) w.requires_grad = trainable;
     }
 
     /// <summary>Throws one line naming missing, unexpected and shape-mismatched adapter keys.</summary>
@@ -207,6 +394,72 @@ public static class PeftAdapters
         WriteText(Path.Combine(dir, ConfigFile), LnTuningConfigJson(targetModules, taskType));
     }
 
+    /// <summary>Writes the model's (IA)³ vectors (PEFT keys base_model.model.&lt;module&gt;.ia3_l, PEFT shapes) and config.</summary>
+    public static void SaveIa3(nn.Module model, string dir, Ia3Config config, string? taskType = "CAUSAL_LM")
+    {
+        var tensors = Ia3.AdapterTensors(model);
+        if (tensors.Count == 0) throw new MedPeftException($"{dir}: the model has no IA3 layers to save");
+        Directory.CreateDirectory(dir);
+        Checkpoint.SaveSafetensors(tensors.Select(kv => (kv.Key, kv.Value.contiguous())), Path.Combine(dir, WeightsFile));
+        WriteText(Path.Combine(dir, ConfigFile), Ia3ConfigJson(config, taskType));
+    }
+
+    /// <summary>Writes a prefix-tuning / P-tuning v2 (PREFIX_TUNING) or prompt-tuning (PROMPT_TUNING) adapter as PEFT's
+    /// save_pretrained does: one tensor "prompt_embeddings" = get_prompt_embedding_to_save (for prefix tuning with the
+    /// MLP, the MLP's output [N, layers·2·hidden], so the file loads without the MLP), config with inference_mode
+    /// true. Returns the peft_type written.</summary>
+    public static string SavePromptLearning(nn.Module model, string dir, PrefixTuningConfig? prefix, PromptTuningConfig? prompt, string? taskType = "CAUSAL_LM")
+    {
+        var layout = LayoutOf(model);
+        var prefixTowers = PrefixTuning.TowersOf(model);
+        var promptTowers = PromptTuning.TowersOf(model);
+        Tensor embeddings;
+        string type; int n, tokenDim, layers, heads;
+        List<string> towers;
+        using var scope = torch.NewDisposeScope();
+        using (torch.no_grad())
+        {
+            if (prefixTowers.Count > 0)
+            {
+                type = "PREFIX_TUNING";
+                var ordered = layout.Towers.Keys.SelectMany(t => prefixTowers.Where(p => p.Tower == t)).ToList();
+                embeddings = torch.cat(ordered.Select(p => p.PromptEmbeddings().to(ScalarType.Float32)).ToList(), 1);
+                n = ordered[0].NumVirtualTokens; tokenDim = ordered[0].TokenDim; layers = ordered.Sum(p => p.NumLayers);
+                heads = HeadsOf(ordered[0]);
+                towers = ordered.Select(p => p.Tower).ToList();
+                prefix ??= new PrefixTuningConfig { NumVirtualTokens = n, PrefixProjection = ordered[0].Encoder.transform is not null };
+            }
+            else if (promptTowers.Count > 0)
+            {
+                type = "PROMPT_TUNING";
+                var ordered = layout.Towers.Keys.SelectMany(t => promptTowers.Where(p => p.Tower == t)).ToList();
+                embeddings = torch.cat(ordered.Select(p => p.Encoder.embedding.weight!.detach().to(ScalarType.Float32)).ToList(), 1);
+                n = (int)ordered[0].Length; tokenDim = (int)ordered[0].Encoder.embedding.weight!.shape[1];
+                (layers, heads) = LayersAndHeads(ordered[0].Root);
+                towers = ordered.Select(p => p.Tower).ToList();
+                prompt ??= new PromptTuningConfig { NumVirtualTokens = n };
+                prefix = null;
+            }
+            else throw new MedPeftException($"{dir}: the model has no prefix or prompt to save");
+        }
+        Directory.CreateDirectory(dir);
+        Checkpoint.SaveSafetensors([("prompt_embeddings", embeddings.contiguous())], Path.Combine(dir, WeightsFile));
+        var named = ReferenceEquals(layout, TowerLayout.Llava) && towers.SequenceEqual(["llm"]) ? null : towers;
+        WriteText(Path.Combine(dir, ConfigFile), PromptLearningConfigJson(type, n, tokenDim, layers, heads, type == "PREFIX_TUNING" ? prefix : null,
+            type == "PROMPT_TUNING" ? prompt : null, named, taskType));
+        return type;
+    }
+
+    static int HeadsOf(PrefixTower t) => LayersAndHeads(t.Root).Heads;
+
+    static (int Layers, int Heads) LayersAndHeads(nn.Module root) => root switch
+    {
+        Models.Llama.LlamaForCausalLM lm => (lm.model.Config.NumHiddenLayers, lm.model.Config.NumAttentionHeads),
+        Models.Blip.BlipTextModel b => (b.encoder.layer.Count, b.encoder.layer[0].attention.self.GetHeads()),
+        Models.Blip.BlipTextLMHeadModel d => (d.bert.encoder.layer.Count, d.bert.encoder.layer[0].attention.self.GetHeads()),
+        _ => (0, 0),
+    };
+
     static void WriteText(string path, string text)
     {
         var tmp = path + $".tmp-{Environment.ProcessId}";
@@ -219,17 +472,31 @@ public static class PeftAdapters
     /// <summary>The fixtures/hf/llava_lora and llava_ln_tuning quantities on a loaded base LLaVA: loads the adapter,
     /// runs forward + backward (<c>logits_with_adapter</c>, <c>loss_with_adapter</c>, <c>grad.&lt;adapter key&gt;</c> for
     /// every <c>grad.*</c> key of <paramref name="expected"/>, zeros where no gradient arrives), then merge_and_unload and
-    /// a no-grad forward (<c>logits_merged</c>, <c>loss_merged</c>). Leaves the model merged (LoRA removed, norms
-    /// replaced); other parameters' requires_grad flags are restored.</summary>
+    /// a no-grad forward (<c>logits_merged</c>, <c>loss_merged</c>). Also IA3 (grads in PEFT's vector shapes) and
+    /// prompt learning (grad.prompt_embeddings; no merged form, so expected files must not ask for merged values).
+    /// Leaves the model merged (LoRA/IA3 removed, norms replaced); other parameters' requires_grad flags are restored.</summary>
     public static Dictionary<string, Tensor> LlavaAdapterTensors(LlavaForConditionalGeneration model, string adapterDir,
         Dictionary<string, Tensor> inputs, Dictionary<string, Tensor> expected)
     {
         var before = model.named_parameters().Select(p => (p.parameter, p.parameter.requires_grad)).ToList();
         foreach (var (p, _) in before) p.requires_grad = false;
         var config = Load(model, adapterDir, trainable: true);
-        var adapter = config.Lora is not null ? Lora.AdapterTensors(model)
-            : LnTuningParameters(model, config.LnTargets!).ToDictionary(kv => kv.Key, kv => (Tensor)kv.Value);
-        foreach (var t in adapter.Values) { t.grad?.zero_(); t.requires_grad = true; }
+        bool promptLearning = config.Prefix is not null || config.Prompt is not null;
+        // Adapter key → the trained tensors behind it and how their gradient is shown under that key.
+        var adapter = new Dictionary<string, (List<Tensor> Params, Func<List<Tensor>, Tensor> Grad)>();
+        Tensor GradOf(Tensor t) => t.grad is { } g ? g.detach().clone() : torch.zeros_like(t);
+        if (config.Lora is not null)
+            foreach (var (k, t) in Lora.AdapterTensors(model)) adapter[k] = ([t], ts => GradOf(ts[0]));
+        else if (config.Ia3 is not null)
+            foreach (var l in Ia3.LayersOf(model)) { var layer = l; adapter[Prefix + l.Name + ".ia3_l"] = ([l.Vector], ts => GradOf(ts[0]).view(layer.PeftShaped().shape)); }
+        else if (promptLearning)
+        {
+            var ws = PrefixTuning.TowersOf(model).Select(t => (Tensor)t.Encoder.embedding.weight!)
+                .Concat(PromptTuning.TowersOf(model).Select(t => (Tensor)t.Encoder.embedding.weight!)).ToList();
+            adapter["prompt_embeddings"] = (ws, ts => torch.cat(ts.Select(GradOf).ToList(), 1));
+        }
+        else foreach (var (k, t) in LnTuningParameters(model, config.LnTargets!)) adapter[k] = ([t], ts => GradOf(ts[0]));
+        foreach (var t in adapter.Values.SelectMany(a => a.Params)) { t.grad?.zero_(); t.requires_grad = true; }
 
         LlavaInput Input() => new(inputs["input_ids"], inputs["pixel_values"],
             inputs.GetValueOrDefault("attention_mask"), inputs.GetValueOrDefault("labels"));
@@ -246,12 +513,20 @@ public static class PeftAdapters
         foreach (var key in expected.Keys.Where(k => k.StartsWith("grad.", StringComparison.Ordinal)))
         {
             var name = key["grad.".Length..];
-            if (!adapter.TryGetValue(name, out var t))
+            if (!adapter.TryGetValue(name, out var a))
                 throw new MedPeftException($"LlavaAdapterTensors: expected {key} but the adapter has no tensor \"{name}\"");
-            result[key] = t.grad is { } g ? g.detach().clone() : torch.zeros_like(t);
+            result[key] = a.Grad(a.Params);
         }
 
+        if (promptLearning)
+        {
+            if (expected.ContainsKey("logits_merged") || expected.ContainsKey("loss_merged"))
+                throw new MedPeftException($"{adapterDir}: {config.PeftType} adapters have no merged form (expected file asks for logits_merged)");
+            foreach (var (p, rg) in before) p.requires_grad = rg;
+            return result;
+        }
         if (config.Lora is not null) Lora.MergeAndUnload(model);
+        if (config.Ia3 is not null) Ia3.MergeAndUnload(model);
         using (torch.no_grad())
         {
             var m = model.forward(Input());

@@ -11,6 +11,10 @@ public static class TuningMethods
         ["attn"] = SelectiveTuning.Attention,
         ["bias"] = SelectiveTuning.Bias,
         ["lora"] = new LoraMethod(),
+        ["ia3"] = new Ia3Method(),
+        ["prefix"] = PrefixTuningMethod.Prefix(),
+        ["ptuning"] = PrefixTuningMethod.PTuningV2(),
+        ["prompt"] = new PromptTuningMethod(),
     };
 
     public static ITuningMethod Get(string name, string context) =>

@@ -19,12 +19,18 @@ public class CliTests
     [InlineData("ffn", 170_007_552)]
     [InlineData("attn", 141_742_080)]
     [InlineData("ln@text", 115_200)]
+    [InlineData("ia3@text", 184_320)]               // 2 towers × 12 layers × (4 key/value outputs × 768 + 2 × 768 + 3072 inputs)
+    [InlineData("ptuning@text_decoder", 184_320)]   // 10 tokens × 12 layers × 2 × 768
+    [InlineData("prompt", 15_360)]                  // 20 soft tokens × 768 before the question
     public void Inspect_counts_other_strategies(string strategy, long trainable) => InspectCounts("miss-base", strategy, trainable);
 
     [Theory]
     [InlineData("ln@llm", 266_240)]
     [InlineData("ln", 368_640)]
     [InlineData("lora@llm", 4_194_304)]
+    [InlineData("ia3@llm", 614_400)]        // 32 × (4096 + 4096 + 11008)
+    [InlineData("ptuning@llm", 2_621_440)]  // 10 × 32 × 2 × 4096
+    [InlineData("prompt@llm", 81_920)]      // 20 × 4096
     public void Inspect_counts_llava_med_7b(string strategy, long trainable) => InspectCounts("llava-med-7b", strategy, trainable);
 
     static void InspectCounts(string arch, string strategy, long trainable)

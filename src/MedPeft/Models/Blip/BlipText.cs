@@ -24,6 +24,12 @@ public sealed class BlipTextEmbeddings : nn.Module<Tensor?, Tensor?, Tensor>
     public LayerNorm LayerNorm;
     readonly double _dropout;
 
+    /// <summary>Prefix tuning: HF offsets BERT position ids by past_key_values length (the virtual tokens).</summary>
+    public long PastLength { get; set; }
+    /// <summary>Prompt tuning: soft tokens prepended to the input embeddings (before positions and LayerNorm, as PEFT
+    /// prepends to inputs_embeds).</summary>
+    public IInputPrompt? Prompt { get; set; }
+
     public BlipTextEmbeddings(BlipTextConfig c) : base(nameof(BlipTextEmbeddings))
     {
         word_embeddings = new TokenEmbedding(c.VocabSize, c.HiddenSize, paddingIdx: c.PadTokenId);
@@ -37,7 +43,8 @@ public sealed class BlipTextEmbeddings : nn.Module<Tensor?, Tensor?, Tensor>
     {
         using var scope = torch.NewDisposeScope();
         var x = inputs_embeds ?? word_embeddings.forward(input_ids!);
-        var positions = torch.arange(x.shape[1], dtype: ScalarType.Int64, device: x.device).unsqueeze(0);
+        if (Prompt is not null) x = torch.cat([Prompt.Embeddings(x.shape[0], x.dtype), x], 1);
+        var positions = (torch.arange(x.shape[1], dtype: ScalarType.Int64, device: x.device) + PastLength).unsqueeze(0);
         x = LayerNorm.forward(x + position_embeddings.forward(positions));
         return nn.functional.dropout(x, _dropout, training).MoveToOuterDisposeScope();
     }
@@ -50,6 +57,10 @@ public sealed class BlipTextSelfAttention : nn.Module<Tensor, Tensor?, Tensor?, 
     public Linear value;
     readonly int _heads;
     readonly double _dropout;
+
+    /// <summary>Prefix tuning's virtual keys/values; used in self-attention only (never with encoder states).</summary>
+    public IAttentionPrefix? Prefix { get; set; }
+    public int GetHeads() => _heads;
 
     public BlipTextSelfAttention(BlipTextConfig c, bool isCrossAttention) : base(nameof(BlipTextSelfAttention))
     {
@@ -73,6 +84,7 @@ public sealed class BlipTextSelfAttention : nn.Module<Tensor, Tensor?, Tensor?, 
         var q = Heads(query.call(hidden));
         var k = Heads(key.call(kvSource));
         var v = Heads(value.call(kvSource));
+        if (Prefix is not null && encoderHiddenStates is null) (k, v, additiveMask) = AttentionPrefixOps.Prepend(Prefix, k, v, additiveMask);
         var ctx = nn.functional.scaled_dot_product_attention(q, k, v, additiveMask, p: training ? _dropout : 0.0);
         return ctx.transpose(1, 2).reshape(b, -1, d).MoveToOuterDisposeScope();
     }
@@ -203,12 +215,28 @@ public sealed class BlipTextModel : nn.Module<BlipTextInput, Tensor>
         using var scope = torch.NewDisposeScope();
         var x = embeddings.forward(input.InputIds, input.InputsEmbeds);
         long b = x.shape[0], n = x.shape[1];
+        long prompt = n - (input.InputIds ?? input.InputsEmbeds)!.shape[1];   // soft prompt tokens (prompt tuning)
         var mask = input.AttentionMask ?? torch.ones(b, n, device: x.device);
+        if (prompt > 0 && mask.shape[1] < n) mask = torch.cat([torch.ones(b, prompt, dtype: mask.dtype, device: mask.device), mask], 1);
         var masks = new BlipLayerMasks(
             SelfAttentionMask(mask, input.IsDecoder, x.dtype),
             input.EncoderHiddenStates is null ? null
-                : CrossAttentionMask(input.EncoderAttentionMask ?? torch.ones(input.EncoderHiddenStates.shape[0], input.EncoderHiddenStates.shape[1], device: x.device), x.dtype));
-        return encoder.forward(x, input.EncoderHiddenStates, masks).MoveToOuterDisposeScope();
+                : CrossAttentionMask(WithPromptColumns(input.EncoderAttentionMask, input.EncoderHiddenStates), x.dtype));
+        var h = encoder.forward(x, input.EncoderHiddenStates, masks);
+        // A decoder's outputs for its soft prompt are dropped (as labels −100 on virtual tokens); an encoder keeps them
+        // so the decoder cross-attends to them, as PEFT's encoder outputs include the virtual tokens.
+        if (prompt > 0 && input.IsDecoder) h = h[.., (int)prompt.., ..];
+        return h.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The encoder states' 0/1 mask; states longer than their mask start with an encoder's soft prompt tokens,
+    /// which are attended (PEFT extends the mask with ones for them).</summary>
+    static Tensor WithPromptColumns(Tensor? mask, Tensor states)
+    {
+        long b = states.shape[0], n = states.shape[1];
+        if (mask is null) return torch.ones(b, n, device: states.device);
+        if (mask.shape[1] >= n) return mask;
+        return torch.cat([torch.ones(b, n - mask.shape[1], dtype: mask.dtype, device: mask.device), mask], 1);
     }
 
     /// <summary>HF's get_extended_attention_mask: (1 − mask) · −10000, with a causal triangle for the decoder.</summary>

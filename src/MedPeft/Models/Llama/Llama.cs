@@ -230,6 +230,9 @@ public sealed class LlamaAttention : nn.Module<Tensor, LlamaLayerContext, Tensor
     readonly int _heads, _kvHeads, _headDim;
     readonly double _dropout;
 
+    /// <summary>Prefix tuning's virtual keys/values, prepended after the cache (never stored in it).</summary>
+    public IAttentionPrefix? Prefix { get; set; }
+
     public LlamaAttention(LlamaConfig c) : base(nameof(LlamaAttention))
     {
         _heads = c.NumAttentionHeads;
@@ -253,9 +256,10 @@ public sealed class LlamaAttention : nn.Module<Tensor, LlamaLayerContext, Tensor
         q = LlamaRotary.Apply(q, ctx.Cos, ctx.Sin);
         k = LlamaRotary.Apply(k, ctx.Cos, ctx.Sin);
         if (ctx.Cache is not null) (k, v) = ctx.Cache.Update(ctx.Layer, k, v);
+        var mask = ctx.AdditiveMask?.to(q.dtype);
+        if (Prefix is not null) (k, v, mask) = AttentionPrefixOps.Prepend(Prefix, k, v, mask);
         int rep = _heads / _kvHeads;
         if (rep > 1) { k = k.repeat_interleave(rep, 1); v = v.repeat_interleave(rep, 1); }   // HF repeat_kv
-        var mask = ctx.AdditiveMask?.to(q.dtype);
         var o = nn.functional.scaled_dot_product_attention(q, k, v, mask, p: training ? _dropout : 0.0);
         o = o.transpose(1, 2).reshape(b, l, _heads * _headDim);
         return o_proj.call(o).MoveToOuterDisposeScope();

@@ -148,6 +148,10 @@ public sealed class LlavaForConditionalGeneration : nn.Module<LlavaInput, LlavaO
 
     public LlavaConfig Config => _c;
 
+    /// <summary>Prompt tuning: rewrites the merged sequence (soft prompt prepended, mask/labels/positions extended)
+    /// right before it enters the language model, in forward and in the first generation step. Null = none.</summary>
+    public Func<LlavaMerged, LlavaMerged>? InputPrompt { get; set; }
+
     /// <summary>CLIP hidden_states[vision_feature_layer] (CLS included) and, when the whole tower ran, its last layer
     /// output. <paramref name="fullTower"/> false skips the layers after the selected one (HF runs them; their
     /// parameters then get no gradient either way).</summary>
@@ -286,6 +290,7 @@ public sealed class LlavaForConditionalGeneration : nn.Module<LlavaInput, LlavaO
             merged = new LlavaMerged(embeds, mask, pos, input.Labels?.clone());
         }
 
+        if (InputPrompt is not null) merged = InputPrompt(merged);
         var lm = language_model.forward(new LlamaInput(merged.InputsEmbeds, merged.AttentionMask, merged.PositionIds));
         Tensor? loss = null;
         if (merged.Labels is not null)
@@ -345,6 +350,13 @@ public sealed class LlavaForConditionalGeneration : nn.Module<LlavaInput, LlavaO
                 var (selected, _) = VisionFeatures(pixelValues.to(dev), fullTower: false);
                 var feats = ProjectImageFeatures(selected);
                 var merged = MergeInputIdsWithImageFeatures(feats, embeds, ids, mask, null);
+                if (InputPrompt is not null)
+                {
+                    long before = merged.AttentionMask.shape[1];
+                    merged = InputPrompt(merged);
+                    // The soft prompt is in the cache from now on: later steps' masks cover it too.
+                    mask = torch.cat([torch.ones(b, merged.AttentionMask.shape[1] - before, dtype: ScalarType.Int64, device: dev), mask], 1);
+                }
                 logits = language_model.forward(new LlamaInput(merged.InputsEmbeds, merged.AttentionMask, merged.PositionIds, cache)).Logits;
             }
             else

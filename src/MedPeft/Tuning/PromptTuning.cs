@@ -1,0 +1,183 @@
+using System.Runtime.CompilerServices;
+using MedPeft.Models;
+using MedPeft.Models.Blip;
+using MedPeft.Models.Llama;
+using MedPeft.Models.Llava;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace MedPeft.Tuning;
+
+/// <summary>Prompt-tuning settings with PEFT 0.11's PromptTuningConfig names. "RANDOM" init is nn.Embedding's N(0, 1)
+/// (PEFT's default); "TEXT" copies the word embeddings of <see cref="InitTokenIds"/> (the tokenized
+/// prompt_tuning_init_text, repeated / cut to N as PEFT does).</summary>
+public sealed record PromptTuningConfig
+{
+    /// <summary>20 soft tokens: Lester et al. 2021 (The Power of Scale for Parameter-Efficient Prompt Tuning) found
+    /// 20 tokens to capture most of the gain (Fig. 3a); more helped little.</summary>
+    public int NumVirtualTokens { get; init; } = 20;
+    public string PromptTuningInit { get; init; } = "RANDOM";
+    public string? PromptTuningInitText { get; init; }
+    public IReadOnlyList<long>? InitTokenIds { get; init; }
+
+    public PromptTuningConfig Validate(string source)
+    {
+        if (NumVirtualTokens <= 0) throw new MedPeftException($"{source}: num_virtual_tokens must be positive (got {NumVirtualTokens})");
+        if (PromptTuningInit is not ("RANDOM" or "TEXT")) throw new MedPeftException($"{source}: prompt_tuning_init must be RANDOM or TEXT (got \"{PromptTuningInit}\")");
+        if (PromptTuningInit == "TEXT" && (InitTokenIds is null || InitTokenIds.Count == 0))
+            throw new MedPeftException($"{source}: prompt_tuning_init TEXT needs the tokenized prompt_tuning_init_text");
+        return this;
+    }
+}
+
+/// <summary>PEFT's PromptEmbedding: <c>embedding</c> [N, token_dim], registered as <c>prompt_encoder</c> on the
+/// adapted tower.</summary>
+public sealed class PromptEmbedding : nn.Module<Tensor, Tensor>
+{
+    public Embedding embedding;
+
+    public PromptEmbedding(long n, long tokenDim, Device device) : base(nameof(PromptEmbedding))
+    {
+        embedding = nn.Embedding(n, tokenDim, device: device, dtype: ScalarType.Float32);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor tokens) => embedding.forward(tokens);
+}
+
+/// <summary>The soft prompt of one tower.</summary>
+public sealed class PromptTower : IInputPrompt
+{
+    public required string Tower { get; init; }
+    public required nn.Module Root { get; init; }
+    public required PromptEmbedding Encoder { get; init; }
+    public BlipTextEmbeddings? BlipEmbeddings { get; init; }
+    public LlavaForConditionalGeneration? Llava { get; init; }
+
+    public long Length => Encoder.embedding.weight!.shape[0];
+
+    public Tensor Embeddings(long batch, ScalarType dtype) =>
+        Encoder.embedding.weight!.unsqueeze(0).expand(batch, -1, -1).to(dtype);
+
+    /// <summary>PEFT's causal-LM prompt tuning on LLaVA's merged sequence: the soft prompt goes first, the mask gets
+    /// ones, labels −100 for the virtual tokens, positions are cumsum(mask) − 1 (pads at 1) over the longer mask.</summary>
+    internal LlavaMerged Prepend(LlavaMerged m)
+    {
+        using var scope = torch.NewDisposeScope();
+        long b = m.InputsEmbeds.shape[0], n = Length;
+        var dev = m.InputsEmbeds.device;
+        var embeds = torch.cat([Embeddings(b, m.InputsEmbeds.dtype), m.InputsEmbeds], 1);
+        var mask = torch.cat([torch.ones(b, n, dtype: m.AttentionMask.dtype, device: dev), m.AttentionMask], 1);
+        var pos = (mask.to(ScalarType.Int64).cumsum(-1) - 1).masked_fill(mask.eq(0), 1);
+        var labels = m.Labels is null ? null : torch.cat([torch.full(b, n, -100L, dtype: m.Labels.dtype, device: dev), m.Labels], 1);
+        return new LlavaMerged(embeds.MoveToOuterDisposeScope(), mask.MoveToOuterDisposeScope(), pos.MoveToOuterDisposeScope(), labels?.MoveToOuterDisposeScope());
+    }
+}
+
+/// <summary>Prompt tuning (Lester et al. 2021) as PEFT 0.11: N trained embeddings prepended to the language side's
+/// input embeddings. LLaVA: the LLM input after the image merge (mask ones, labels −100, positions recomputed), in
+/// forward and generation. BLIP: the text encoder's question embeddings (before position embeddings and LayerNorm, as
+/// PEFT prepends to inputs_embeds; the decoder cross-attends to the soft tokens too) — or, scoped to text_decoder, the
+/// decoder's input, whose soft-token outputs are dropped (no loss, no generation step on them). With no tower given
+/// the language input is chosen: BLIP VQA text_encoder, BLIP captioning text_decoder, LLaVA llm.</summary>
+public static class PromptTuning
+{
+    static readonly ConditionalWeakTable<nn.Module, PromptTower> Towers = new();
+
+    public static List<PromptTower> TowersOf(nn.Module model)
+    {
+        var list = new List<PromptTower>();
+        foreach (var (_, m) in model.named_modules())
+            if (Towers.TryGetValue(m, out var t)) list.Add(t);
+        return list;
+    }
+
+    public static List<string> DefaultTowers(nn.Module model, TowerLayout layout, IReadOnlyList<string> towers, string source)
+    {
+        if (!TowerScope.IsAll(layout, towers)) return PrefixTuning.ApplicableTowers(layout, towers, source);
+        if (model is BlipForQuestionAnswering) return ["text_encoder"];
+        if (model is BlipForConditionalGeneration) return ["text_decoder"];
+        return PrefixTuning.ApplicableTowers(layout, towers, source);
+    }
+
+    public static List<PromptTower> Apply(nn.Module model, PromptTuningConfig config, TowerLayout layout, IReadOnlyList<string> towers, string source = "prompt")
+    {
+        config.Validate(source);
+        var result = new List<PromptTower>();
+        foreach (var tower in DefaultTowers(model, layout, towers, source))
+        {
+            var name = layout.Towers[tower].TrimEnd('.');
+            var root = model.named_modules().FirstOrDefault(x => x.name == name).module;
+            if (root is null) continue;   // e.g. text_encoder in a captioning model
+            if (Towers.TryGetValue(root, out var existing)) { existing.Encoder.embedding.weight!.requires_grad = true; result.Add(existing); continue; }
+            var pt = Attach(model, tower, root, config.NumVirtualTokens, source);
+            if (config.PromptTuningInit == "TEXT") InitFromText(pt, config.InitTokenIds!);
+            result.Add(pt);
+        }
+        if (result.Count == 0) throw new MedPeftException($"{source}: no language tower to adapt in [{string.Join(", ", towers)}]");
+        return result;
+    }
+
+    internal static PromptTower Attach(nn.Module model, string tower, nn.Module root, int n, string source)
+    {
+        var device = root.parameters().First().device;
+        PromptTower pt;
+        if (root is LlamaForCausalLM lm)
+        {
+            var llava = model as LlavaForConditionalGeneration
+                ?? throw new MedPeftException($"{source}: prompt tuning on a LLaMA tower needs the LLaVA model around it");
+            var enc = new PromptEmbedding(n, lm.model.Config.HiddenSize, device);
+            root.register_module("prompt_encoder", enc);
+            pt = new PromptTower { Tower = tower, Root = root, Encoder = enc, Llava = llava };
+            llava.InputPrompt = pt.Prepend;
+        }
+        else
+        {
+            var bert = root as BlipTextModel ?? (root as BlipTextLMHeadModel)?.bert
+                ?? throw new MedPeftException($"{source}: tower {tower} ({root.GetType().Name}) has no text input prompt tuning supports");
+            var enc = new PromptEmbedding(n, bert.embeddings.word_embeddings.weight.shape[1], device);
+            root.register_module("prompt_encoder", enc);
+            pt = new PromptTower { Tower = tower, Root = root, Encoder = enc, BlipEmbeddings = bert.embeddings };
+            bert.embeddings.Prompt = pt;
+        }
+        pt.Encoder.embedding.weight!.requires_grad = true;
+        Towers.Add(root, pt);
+        return pt;
+    }
+
+    /// <summary>PEFT's TEXT init: token ids repeated to at least N, cut to N, their word embeddings copied (fp32).</summary>
+    static void InitFromText(PromptTower pt, IReadOnlyList<long> ids)
+    {
+        long n = pt.Length;
+        var reps = (int)Math.Ceiling((double)n / ids.Count);
+        var chosen = Enumerable.Repeat(ids, reps).SelectMany(x => x).Take((int)n).ToArray();
+        var words = pt.Root is LlamaForCausalLM lm ? lm.model.embed_tokens.weight : pt.BlipEmbeddings!.word_embeddings.weight;
+        using var _ = torch.no_grad();
+        var w = pt.Encoder.embedding.weight!;
+        w.copy_(words.index_select(0, torch.tensor(chosen, device: words.device)).to(ScalarType.Float32));
+    }
+
+    public static void Unload(nn.Module model)
+    {
+        foreach (var t in TowersOf(model))
+        {
+            if (t.BlipEmbeddings is not null) t.BlipEmbeddings.Prompt = null;
+            if (t.Llava is not null) t.Llava.InputPrompt = null;
+            ModuleSurgery.RemoveChild(t.Root, "prompt_encoder");
+            Towers.Remove(t.Root);
+            t.Encoder.Dispose();
+        }
+    }
+}
+
+/// <summary>"prompt": soft prompt tuning (see <see cref="PromptTuning"/>).</summary>
+public sealed class PromptTuningMethod(PromptTuningConfig? config = null) : ITuningMethod
+{
+    public PromptTuningConfig Config { get; } = config ?? new PromptTuningConfig();
+    public string Name => "prompt";
+    public string Description => $"prompt tuning: {Config.NumVirtualTokens} soft tokens before the language input";
+
+    public void Apply(nn.Module model, TowerLayout layout, IReadOnlyList<string> towers) =>
+        PromptTuning.Apply(model, Config, layout, towers, $"prompt@{string.Join(",", towers)}");
+}
