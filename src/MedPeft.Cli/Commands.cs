@@ -87,8 +87,10 @@ static class Commands
         var loraDropout = new Option<double>("--lora-dropout") { DefaultValueFactory = _ => 0.1 };
         var loraTargets = new Option<string[]>("--lora-targets") { Description = "module-name suffixes (PEFT target_modules)", DefaultValueFactory = _ => ["query", "value"], AllowMultipleArgumentsPerToken = true };
         var rslora = new Option<bool>("--use-rslora") { Description = "scale by alpha/sqrt(r) instead of alpha/r" };
+        var aug = new AugmentOptions();
         var c = new Command("train", "Fine-tune a BLIP-architecture model on a Med-VQA dataset with a tuning strategy.");
         rt.AddTo(c); foreach (var o in new Option[] { model, data, format, strategy, @out, epochs, maxSteps, batch, accum, lr, wd, warmup, clip, evalEvery, norm, loraR, loraAlpha, loraDropout, loraTargets, rslora }) c.Add(o);
+        aug.AddTo(c);
         c.SetAction(r =>
         {
             var device = rt.Apply(r);
@@ -96,6 +98,7 @@ static class Commands
             {
                 ModelDir = r.GetValue(model)!, DataDir = r.GetValue(data)!, Format = r.GetValue(format)!, Strategy = r.GetValue(strategy)!,
                 OutDir = r.GetValue(@out)!, Device = device, LearningRate = r.GetValue(lr), Normalization = r.GetValue(norm)!,
+                Augmentation = aug.Get(r),
                 Lora = new LoraConfig
                 {
                     R = r.GetValue(loraR), LoraAlpha = r.GetValue(loraAlpha), LoraDropout = r.GetValue(loraDropout),
@@ -105,7 +108,7 @@ static class Commands
                 {
                     Epochs = r.GetValue(epochs), MaxSteps = r.GetValue(maxSteps), BatchSize = r.GetValue(batch), GradientAccumulation = r.GetValue(accum),
                     WeightDecay = r.GetValue(wd), WarmupRatio = r.GetValue(warmup), MaxGradNorm = r.GetValue(clip), EvalEvery = r.GetValue(evalEvery),
-                    Seed = r.GetValue(rt.Seed),
+                    Seed = r.GetValue(rt.Seed), PrefetchBatches = r.GetValue(aug.Prefetch),
                 },
             };
             var s = ConsoleUi.WithProgress((progress, _) => VqaJobs.Train(job, progress(job.Strategy)));

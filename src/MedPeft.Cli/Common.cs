@@ -21,3 +21,22 @@ sealed class RuntimeOptions
         return device;
     }
 }
+
+/// <summary>Training-data options: augmentation (off by default; BLIP/MISS's fine-tuning crop scale when on) and prefetch.</summary>
+sealed class AugmentOptions
+{
+    public readonly Option<bool> Augment = new("--augment") { Description = "training-time augmentation: random resized crop + small rotation (off by default; never at evaluation)" };
+    public readonly Option<double> CropScale = new("--crop-scale") { Description = "with --augment: smallest crop area share (BLIP/MISS: 0.5; up to 1.0, ratio 3/4–4/3)", DefaultValueFactory = _ => 0.5 };
+    public readonly Option<double> Rotation = new("--max-rotation") { Description = "with --augment: largest rotation in degrees (uniform ±)", DefaultValueFactory = _ => 10 };
+    public readonly Option<int> Prefetch = new("--prefetch") { Description = "batches decoded ahead on a background thread (0 = inline)", DefaultValueFactory = _ => 2 };
+
+    public void AddTo(Command c) { c.Add(Augment); c.Add(CropScale); c.Add(Rotation); c.Add(Prefetch); }
+
+    public MedPeft.Data.Augmentation? Get(ParseResult r)
+    {
+        if (!r.GetValue(Augment)) return null;
+        var a = MedPeft.Data.Augmentation.Blip with { MinScale = r.GetValue(CropScale), MaxRotationDegrees = r.GetValue(Rotation) };
+        a.Validate();
+        return a;
+    }
+}
