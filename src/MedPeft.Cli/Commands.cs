@@ -69,7 +69,8 @@ static class Commands
         var rt = new RuntimeOptions();
         var model = new Option<string>("--model") { Description = "model folder (config.json, model.safetensors, vocab.txt)", Required = true };
         var data = new Option<string>("--data") { Description = "dataset folder", Required = true };
-        var format = new Option<string>("--format") { Description = "dataset format (slake, vqa-rad, pathvqa)", DefaultValueFactory = _ => "slake" };
+        var format = new Option<string>("--format") { Description = "dataset format (slake, vqa-rad, pathvqa; report task: iu-xray, mimic-cxr)", DefaultValueFactory = _ => "slake" };
+        var task = TaskOption();
         var strategy = new Option<string>("--strategy") { Description = "e.g. ln, ln@text, full@vision+ln@text, ffn, attn, bias, full", DefaultValueFactory = _ => "ln" };
         var @out = new Option<string>("--out") { Description = "output folder (model/, log.jsonl, train_summary.json)", Required = true };
         var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 10 };
@@ -88,9 +89,10 @@ static class Commands
         var loraTargets = new Option<string[]>("--lora-targets") { Description = "module-name suffixes (PEFT target_modules)", DefaultValueFactory = _ => ["query", "value"], AllowMultipleArgumentsPerToken = true };
         var rslora = new Option<bool>("--use-rslora") { Description = "scale by alpha/sqrt(r) instead of alpha/r" };
         var aug = new AugmentOptions();
-        var c = new Command("train", "Fine-tune a BLIP-architecture model on a Med-VQA dataset with a tuning strategy.");
-        rt.AddTo(c); foreach (var o in new Option[] { model, data, format, strategy, @out, epochs, maxSteps, batch, accum, lr, wd, warmup, clip, evalEvery, norm, loraR, loraAlpha, loraDropout, loraTargets, rslora }) c.Add(o);
-        aug.AddTo(c);
+        var rep = new ReportCliOptions();
+        var c = new Command("train", "Fine-tune a BLIP-architecture model with a tuning strategy: Med-VQA (--task vqa) or report generation (--task report, BlipForConditionalGeneration; a VQA folder initialises it, text_encoder dropped).");
+        rt.AddTo(c); foreach (var o in new Option[] { task, model, data, format, strategy, @out, epochs, maxSteps, batch, accum, lr, wd, warmup, clip, evalEvery, norm, loraR, loraAlpha, loraDropout, loraTargets, rslora }) c.Add(o);
+        aug.AddTo(c); rep.AddTo(c);
         c.SetAction(r =>
         {
             var device = rt.Apply(r);
@@ -111,6 +113,25 @@ static class Commands
                     Seed = r.GetValue(rt.Seed), PrefetchBatches = r.GetValue(aug.Prefetch),
                 },
             };
+            if (r.GetValue(task) == "report")
+            {
+                var rjob = new ReportTrainJob
+                {
+                    ModelDir = job.ModelDir, DataDir = job.DataDir, Format = job.Format, Strategy = job.Strategy, OutDir = job.OutDir, Device = device,
+                    LearningRate = job.LearningRate, Train = job.Train, Lora = job.Lora,
+                    Options = rep.Get(r, job.Format, batch: job.Train.BatchSize) with
+                    {
+                        Normalization = job.Normalization, Augmentation = job.Augmentation, PrefetchBatches = job.Train.PrefetchBatches,
+                    },
+                };
+                var rs = ConsoleUi.WithProgress((progress, _) => ReportJobs.Train(rjob, progress(rjob.Strategy)));
+                Console.WriteLine(rs.Load.Describe());
+                ConsoleUi.TrainableTable("model", rjob.Strategy, rs.Trainable);
+                Console.WriteLine($"trained {rs.Result.Steps} steps in {rs.Result.TrainSeconds:F0} s ({rs.Result.StepsPerSecond:F2} steps/s, lr {rs.LearningRate:G3}); " +
+                                  $"best validation BLEU-4 {(rs.Result.BestValidation is double b4 ? $"{b4:F2} at step {rs.Result.BestStep}" : "n/a")}; peak memory {ConsoleUi.Bytes(rs.Result.PeakMemoryBytes)}");
+                Console.WriteLine($"model saved to {Path.Combine(rs.OutDir, "model")}");
+                return 0;
+            }
             var s = ConsoleUi.WithProgress((progress, _) => VqaJobs.Train(job, progress(job.Strategy)));
             ConsoleUi.TrainableTable("model", job.Strategy, s.Trainable);
             Console.WriteLine($"trained {s.Result.Steps} steps in {s.Result.TrainSeconds:F0} s ({s.Result.StepsPerSecond:F2} steps/s, lr {s.LearningRate:G3}); " +
@@ -121,42 +142,99 @@ static class Commands
         return c;
     }
 
+    static Option<string> TaskOption() => new("--task")
+    {
+        Description = "vqa (BlipForQuestionAnswering, answers) or report (BlipForConditionalGeneration, image → report)",
+        DefaultValueFactory = _ => "vqa",
+        Validators = { v => { if (v.GetValueOrDefault<string>() is not ("vqa" or "report")) v.AddError("--task must be vqa or report"); } },
+    };
+
     static Command Eval()
     {
         var rt = new RuntimeOptions();
+        var task = TaskOption();
         var model = new Option<string>("--model") { Description = "model folder", Required = true };
-        var data = new Option<string>("--data") { Description = "dataset folder", Required = true };
+        var data = new Option<string?>("--data") { Description = "dataset folder (one test set; or use --test)" };
         var format = new Option<string>("--format") { DefaultValueFactory = _ => "slake" };
         var split = new Option<string>("--split") { DefaultValueFactory = _ => "test" };
-        var beams = new Option<int>("--num-beams") { DefaultValueFactory = _ => 3 };
-        var maxNew = new Option<int>("--max-new-tokens") { DefaultValueFactory = _ => 9 };
-        var preds = new Option<string?>("--predictions") { Description = "write predictions as JSONL (the `score vqa` format)" };
-        var json = new Option<bool>("--json") { Description = "print scores as JSON" };
+        var tests = new Option<string[]>("--test") { Description = "a test set DIR:FORMAT[:SPLIT] (split default test); repeat for cross-dataset evaluation, each scored separately" };
+        var beams = new Option<int?>("--num-beams") { Description = "beam width (default 3: MISS for VQA, R2Gen for reports)" };
+        var maxNew = new Option<int?>("--max-new-tokens") { Description = "generated-token limit (default: VQA 9; reports 60 iu-xray / 100 mimic-cxr, capped by the model's positions)" };
+        var minNew = new Option<int?>("--min-new-tokens") { Description = "minimum generated tokens (default: VQA 0; reports 5)" };
+        var preds = new Option<string?>("--predictions") { Description = "write predictions (VQA: `score vqa` JSONL; reports: `score report` pairs JSON); with several test sets FILE.<set>.ext per set" };
+        var json = new Option<bool>("--json") { Description = "print scores as JSON (with --test: an object keyed by test set)" };
         var norm = new Option<string>("--normalization") { DefaultValueFactory = _ => "blip" };
         var adapter = new Option<string?>("--adapter") { Description = "a PEFT adapter folder (LORA, LN_TUNING) applied to the model first" };
-        var c = new Command("eval", "Answer a Med-VQA split with a model and score it (exact match closed/open/overall, open token recall).");
-        rt.AddTo(c); foreach (var o in new Option[] { model, data, format, split, beams, maxNew, preds, json, norm, adapter }) c.Add(o);
+        var rep = new ReportCliOptions();
+        var c = new Command("eval", "Score a model on one or more test sets: Med-VQA (exact match closed/open/overall, open token recall) or reports (--task report: BLEU-1..4, ROUGE-L, CIDEr-D).");
+        rt.AddTo(c); foreach (var o in new Option[] { task, model, data, format, split, tests, beams, maxNew, minNew, preds, json, norm, adapter }) c.Add(o);
+        rep.AddTo(c);
         c.SetAction(r =>
         {
             var device = rt.Apply(r);
-            var decoding = VqaEvaluation.MissDecoding with { NumBeams = r.GetValue(beams), MaxNewTokens = r.GetValue(maxNew) };
-            var (scores, predictions) = VqaJobs.Evaluate(r.GetValue(model)!, r.GetValue(data)!, r.GetValue(format)!, r.GetValue(split)!, decoding, device, r.GetValue(norm)!, r.GetValue(adapter));
-            if (r.GetValue(preds) is string path) VqaPredictionsFile.Save(path, predictions);
-            PrintVqa($"{r.GetValue(format)} {r.GetValue(split)}", scores, r.GetValue(json));
+            bool keyed = r.GetValue(tests) is { Length: > 0 };
+            var sets = new List<TestSet>();
+            if (r.GetValue(data) is string d) sets.Add(new TestSet($"{MedPeft.Data.DatasetFormats.Get(r.GetValue(format)!).Name}:{MedPeft.Data.DatasetFormats.CanonicalSplit(r.GetValue(split)!)}", d, r.GetValue(format)!, r.GetValue(split)!));
+            foreach (var spec in r.GetValue(tests) ?? []) sets.Add(TestSet.Parse(spec));
+            if (sets.Count == 0) throw new MedPeftException("eval: give a test set with --data DIR [--format F --split S] or --test DIR:FORMAT[:SPLIT]");
+            var unique = TestSet.Unique(sets);
+            var results = new JsonObject();
+            foreach (var set in unique)
+            {
+                string? predPath = r.GetValue(preds) is string p ? (unique.Count == 1 ? p : TestSet.PredictionsPath(p, set.Name)) : null;
+                JsonObject scoresJson;
+                if (r.GetValue(task) == "report")
+                {
+                    var options = rep.Get(r, set.Format, r.GetValue(beams), r.GetValue(maxNew), r.GetValue(minNew)) with { Normalization = r.GetValue(norm)! };
+                    var (scores, pairs, load) = ReportJobs.Evaluate(r.GetValue(model)!, set.Dir, set.Format, set.Split, options, device, r.GetValue(adapter));
+                    if (load.DroppedTensors.Count > 0) Console.Error.WriteLine(load.Describe());
+                    if (predPath is not null) ReportPairsFile.Save(predPath, pairs);
+                    scoresJson = new JsonObject(scores.ToDictionary().Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value)));
+                    scoresJson["reports"] = pairs.Count;
+                    if (!r.GetValue(json))
+                    {
+                        var t = new Table().Border(TableBorder.Rounded).Title(Markup.Escape($"{set.Name} ({set.Dir})"));
+                        t.AddColumn(new TableColumn("reports") { Alignment = Justify.Right });
+                        foreach (var k in scores.ToDictionary().Keys) t.AddColumn(new TableColumn(k) { Alignment = Justify.Right });
+                        t.AddRow([pairs.Count.ToString(), .. scores.ToDictionary().Values.Select(v => v.ToString("F4"))]);
+                        AnsiConsole.Write(t);
+                    }
+                }
+                else
+                {
+                    var decoding = VqaEvaluation.MissDecoding with
+                    {
+                        NumBeams = r.GetValue(beams) ?? VqaEvaluation.MissDecoding.NumBeams, MaxNewTokens = r.GetValue(maxNew) ?? VqaEvaluation.MissDecoding.MaxNewTokens,
+                        MinNewTokens = r.GetValue(minNew) ?? VqaEvaluation.MissDecoding.MinNewTokens,
+                    };
+                    var (scores, predictions) = VqaJobs.Evaluate(r.GetValue(model)!, set.Dir, set.Format, set.Split, decoding, device, r.GetValue(norm)!, r.GetValue(adapter));
+                    if (predPath is not null) VqaPredictionsFile.Save(predPath, predictions);
+                    scoresJson = VqaJson(scores);
+                    if (!r.GetValue(json)) ConsoleUi.VqaScores(keyed ? $"{set.Name} ({set.Dir})" : $"{set.Format} {set.Split}", scores);
+                }
+                if (keyed) { scoresJson["data"] = set.Dir; scoresJson["format"] = set.Format; scoresJson["split"] = set.Split; if (predPath is not null) scoresJson["predictions"] = predPath; }
+                results[set.Name] = scoresJson;
+            }
+            if (r.GetValue(json)) Console.WriteLine((keyed ? results : results[unique[0].Name]!).ToJsonString(Indented));
             return 0;
         });
         return c;
     }
 
-    static void PrintVqa(string title, VqaScores s, bool json)
+    static JsonObject VqaJson(VqaScores s)
     {
-        if (!json) { ConsoleUi.VqaScores(title, s); return; }
         static JsonNode? N(double x) => double.IsFinite(x) ? JsonValue.Create(x) : null;
-        Console.WriteLine(new JsonObject
+        return new JsonObject
         {
             ["closed_acc"] = N(s.ClosedAccuracy), ["open_acc"] = N(s.OpenAccuracy), ["overall_acc"] = N(s.OverallAccuracy),
             ["open_token_recall"] = N(s.OpenTokenRecall), ["closed"] = s.Closed, ["open"] = s.Open,
-        }.ToJsonString(Indented));
+        };
+    }
+
+    static void PrintVqa(string title, VqaScores s, bool json)
+    {
+        if (!json) { ConsoleUi.VqaScores(title, s); return; }
+        Console.WriteLine(VqaJson(s).ToJsonString(Indented));
     }
 
     static Command Inspect()

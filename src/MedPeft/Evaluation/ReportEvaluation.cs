@@ -25,7 +25,7 @@ public static class ReportEvaluation
             var image = ReportBatcher.ImageEmbeds(model, batcher.Pixels(chunk, device), batcher.Options.Views);
             var result = model.GenerateFromImageEmbeds(image, o, batcher.PromptIds(chunk.Count, device));
             for (int j = 0; j < chunk.Count; j++)
-                pairs.Add(new ReportPair(chunk[j].Id, batcher.Tokenizer.Decode(result.Sequences[j].Skip(batcher.PromptLength)), [batcher.Reference(chunk[j])]));
+                pairs.Add(new ReportPair(chunk[j].Id, batcher.Candidate(result.Sequences[j]), [batcher.Reference(chunk[j])]));
         }
         return pairs;
     }

@@ -75,13 +75,24 @@ public sealed class ReportBatcher
     /// <summary>The reference text: cleaned (R2Gen) and truncated to MaxWords.</summary>
     public string Reference(ReportSample s)
     {
-        var t = Options.Cleaning switch
-        {
-            ReportCleaningMode.IuXray => ReportCleaning.CleanIuXray(s.Report),
-            ReportCleaningMode.MimicCxr => ReportCleaning.CleanMimicCxr(s.Report),
-            _ => s.Report.Trim(),
-        };
+        var t = Clean(s.Report);
         return Options.MaxWords > 0 ? ReportCleaning.Truncate(t, Options.MaxWords) : t;
+    }
+
+    string Clean(string text) => Options.Cleaning switch
+    {
+        ReportCleaningMode.IuXray => ReportCleaning.CleanIuXray(text),
+        ReportCleaningMode.MimicCxr => ReportCleaning.CleanMimicCxr(text),
+        _ => text.Trim(),
+    };
+
+    /// <summary>A generated report in the references' form: the WordPiece decoder glues punctuation ("normal.") where
+    /// cleaned references separate it ("normal ."), so the candidate goes through the same cleaner — otherwise BLEU
+    /// would count detokenisation as errors. Not truncated.</summary>
+    public string Candidate(IEnumerable<long> generated)
+    {
+        var text = Tokenizer.Decode(generated.Skip(PromptLength));
+        return text.Trim().Length == 0 ? "" : Clean(text);
     }
 
     /// <summary>Decoding limited so prompt + report fit the model's positions.</summary>

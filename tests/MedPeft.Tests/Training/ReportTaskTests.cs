@@ -75,6 +75,11 @@ public class ReportTaskTests
         Assert.Equal(ReportCleaning.Truncate(ReportCleaning.CleanIuXray(samples[0].Report), 12), batcher.Reference(samples[0]));
         Assert.Equal(12, batcher.Reference(samples[0]).Split(' ').Length);
 
+        // A generated report is put in the references' form: decoding the target ids gives the reference back.
+        var whole = new ReportBatcher(tok, images, opts with { MaxWords = 0 }, 64);
+        var shortest = samples.MinBy(s => s.Report.Length)!;
+        Assert.Equal(whole.Reference(shortest), whole.Candidate(whole.EncodeTarget(shortest).Select(i => (long)i)));
+
         var x = batcher.Batch(batcher.Prepare(samples, 0), CPU);
         Assert.Equal([6L, 3, 64, 64], x.PixelValues.shape);   // 3 studies × 2 views
         var labels = x.Labels.data<long>().ToArray();
