@@ -370,8 +370,41 @@ static class Commands
                               $"logits [{string.Join(", ", b.LogitsShape)}]; peak memory {b.PeakMemoryBytes / (1024.0 * 1024 * 1024):F2} GiB");
             return 0;
         });
+        var drt = new RuntimeOptions();
+        var data = new Option<string?>("--data") { Description = "dataset folder (default: generated grayscale PNGs, see --source-size)" };
+        var format = new Option<string>("--format") { Description = "its format (any: VQA or report)", DefaultValueFactory = _ => "slake" };
+        var sourceSize = new Option<int>("--source-size") { Description = "without --data: side of the 64 generated PNGs", DefaultValueFactory = _ => 1024 };
+        var split = new Option<string>("--split") { DefaultValueFactory = _ => "train" };
+        var size = new Option<int>("--size") { Description = "model input size (pixels)", DefaultValueFactory = _ => 384 };
+        var dbatch = new Option<int>("--batch") { DefaultValueFactory = _ => 32 };
+        var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 10 };
+        var stepMs = new Option<double>("--step-ms") { Description = "length of the stand-in training step (matmuls on the training thread)", DefaultValueFactory = _ => 500 };
+        var prefetch = new Option<int>("--prefetch") { Description = "prefetch depth", DefaultValueFactory = _ => 2 };
+        var noAug = new Option<bool>("--no-augment") { Description = "plain resize (evaluation preprocessing) instead of crop + rotation" };
+        var dataBench = new Command("data", "Image pipeline throughput: images/s decoded alone, and with a stand-in training step inline vs prefetched, with the data stall per step.");
+        drt.AddTo(dataBench); foreach (var o in new Option[] { data, format, split, size, dbatch, steps, stepMs, prefetch, noAug, sourceSize }) dataBench.Add(o);
+        dataBench.SetAction(r =>
+        {
+            drt.Apply(r);
+            var fmt = r.GetValue(format)!;
+            string? tmp = null;
+            IReadOnlyList<string> paths;
+            if (r.GetValue(data) is not string dir)
+                paths = DataBenchmark.WriteSampleImages(tmp = Directory.CreateTempSubdirectory("medpeft-bench-data-").FullName, 64, r.GetValue(sourceSize));
+            else paths = MedPeft.Data.DatasetFormats.TaskOf(fmt) == MedPeft.Data.DatasetTask.Report
+                ? MedPeft.Data.DatasetFormats.ReadReports(fmt, dir, r.GetValue(split)!).SelectMany(x => x.ImagePaths).ToList()
+                : MedPeft.Data.DatasetFormats.ReadVqa(fmt, dir, r.GetValue(split)!).Select(x => x.ImagePath).Distinct().ToList();
+            var b = DataBenchmark.Run(paths, r.GetValue(size), r.GetValue(noAug) ? null : MedPeft.Data.Augmentation.Blip, r.GetValue(dbatch), r.GetValue(steps),
+                r.GetValue(stepMs) / 1000, r.GetValue(prefetch), r.GetValue(drt.Seed));
+            if (tmp is not null) Directory.Delete(tmp, true);
+            Console.WriteLine($"{paths.Count} images, {b.Size}px, batch {b.Batch}, {b.Steps} steps, {(b.Augmented ? "random resized crop + rotation" : "plain resize")}");
+            Console.WriteLine($"decode alone (1 thread):        {b.DecodeImagesPerSecond,8:F0} images/s");
+            Console.WriteLine($"with a {b.ComputeSecondsPerStep * 1000:F0} ms step, inline:     {b.InlineImagesPerSecond,8:F0} images/s, data stall {b.InlineStallSecondsPerStep * 1000:F0} ms/step");
+            Console.WriteLine($"with a {b.ComputeSecondsPerStep * 1000:F0} ms step, prefetch {b.Prefetch}: {b.PrefetchImagesPerSecond,8:F0} images/s, data stall {b.PrefetchStallSecondsPerStep * 1000:F0} ms/step");
+            return 0;
+        });
         var c = new Command("bench", "Speed and memory figures.");
-        c.Add(forward);
+        c.Add(forward); c.Add(dataBench);
         return c;
     }
 

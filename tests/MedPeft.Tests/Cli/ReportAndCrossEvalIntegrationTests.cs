@@ -116,3 +116,17 @@ public class ReportAndCrossEvalIntegrationTests
         Assert.Contains("DIR:FORMAT[:SPLIT]", bad.StdErr + bad.StdOut);
     }
 }
+
+public class BenchDataCliTests
+{
+    [Fact]
+    public void Bench_data_prints_decode_rate_and_stall_with_and_without_prefetch()
+    {
+        var r = CliRunner.Run("bench", "data", "--steps", "2", "--batch", "2", "--source-size", "48", "--size", "32", "--step-ms", "5", "--threads", "1");
+        Assert.True(r.ExitCode == 0, r.StdErr + r.StdOut);
+        Assert.Contains("images/s", r.StdOut);
+        Assert.Contains("inline", r.StdOut);
+        Assert.Contains("prefetch 2", r.StdOut);
+        Assert.Matches(@"data stall \d+ ms/step", r.StdOut);
+    }
+}
