@@ -15,7 +15,7 @@ static class Commands
 {
     static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
 
-    public static IEnumerable<Command> All() => [Study(), Train(), Eval(), ReportEvalCommand.Create(), Inspect(), Score(), Data(), ParityCommand(), Bench(), Merge()];
+    public static IEnumerable<Command> All() => [Study(), Train(), Eval(), Inspect(), Score(), Data(), ParityCommand(), Bench(), Merge()];
 
     static Command Study()
     {
@@ -69,7 +69,8 @@ static class Commands
         var rt = new RuntimeOptions();
         var model = new Option<string>("--model") { Description = "model folder (config.json, model.safetensors, vocab.txt)", Required = true };
         var data = new Option<string>("--data") { Description = "dataset folder", Required = true };
-        var format = new Option<string>("--format") { Description = "dataset format (slake, vqa-rad, pathvqa)", DefaultValueFactory = _ => "slake" };
+        var format = new Option<string>("--format") { Description = "dataset format (slake, vqa-rad, pathvqa; report task: iu-xray, mimic-cxr)", DefaultValueFactory = _ => "slake" };
+        var task = TaskOption();
         var strategy = new Option<string>("--strategy") { Description = "e.g. ln, ln@text, full@vision+ln@text, ffn, attn, bias, full, lora, ia3, prefix, ptuning, prompt, ln+lora@text", DefaultValueFactory = _ => "ln" };
         var @out = new Option<string>("--out") { Description = "output folder (model/, log.jsonl, train_summary.json)", Required = true };
         var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 10 };
@@ -94,8 +95,11 @@ static class Commands
         var encoderHidden = new Option<int>("--encoder-hidden-size") { Description = "prefix tuning's MLP width", DefaultValueFactory = _ => 512 };
         var prefixProjection = new Option<bool>("--prefix-projection") { Description = "prefix: reparameterise with the MLP (false = P-tuning v2, same as --strategy ptuning)", DefaultValueFactory = _ => true };
         var promptInit = new Option<string?>("--prompt-init-text") { Description = "prompt tuning: initialise from this text's word embeddings (PEFT's TEXT init)" };
-        var c = new Command("train", "Fine-tune a BLIP or LLaVA model folder on a Med-VQA dataset with a tuning strategy.");
-        rt.AddTo(c); foreach (var o in new Option[] { model, data, format, strategy, @out, epochs, maxSteps, batch, accum, lr, wd, warmup, clip, evalEvery, norm, loraR, loraAlpha, loraDropout, loraTargets, rslora, template, ia3Targets, ia3Ff, virtualTokens, encoderHidden, prefixProjection, promptInit }) c.Add(o);
+        var aug = new AugmentOptions();
+        var rep = new ReportCliOptions();
+        var c = new Command("train", "Fine-tune a BLIP or LLaVA model folder with a tuning strategy: Med-VQA (--task vqa) or report generation (--task report: BLIP as BlipForConditionalGeneration, a VQA folder initialises it with text_encoder dropped; LLaVA as image + instruction → report).");
+        rt.AddTo(c); foreach (var o in new Option[] { task, model, data, format, strategy, @out, epochs, maxSteps, batch, accum, lr, wd, warmup, clip, evalEvery, norm, loraR, loraAlpha, loraDropout, loraTargets, rslora, template, ia3Targets, ia3Ff, virtualTokens, encoderHidden, prefixProjection, promptInit }) c.Add(o);
+        aug.AddTo(c); rep.AddTo(c);
         c.SetAction(r =>
         {
             var device = rt.Apply(r);
@@ -105,6 +109,7 @@ static class Commands
             {
                 ModelDir = r.GetValue(model)!, DataDir = r.GetValue(data)!, Format = r.GetValue(format)!, Strategy = r.GetValue(strategy)!,
                 OutDir = r.GetValue(@out)!, Device = device, LearningRate = r.GetValue(lr), Normalization = r.GetValue(norm)!,
+                Augmentation = aug.Get(r),
                 Lora = new LoraConfig
                 {
                     R = r.GetValue(loraR), LoraAlpha = r.GetValue(loraAlpha), LoraDropout = r.GetValue(loraDropout),
@@ -124,9 +129,30 @@ static class Commands
                 {
                     Epochs = r.GetValue(epochs), MaxSteps = r.GetValue(maxSteps), BatchSize = r.GetValue(batch), GradientAccumulation = r.GetValue(accum),
                     WeightDecay = r.GetValue(wd), WarmupRatio = r.GetValue(warmup), MaxGradNorm = r.GetValue(clip), EvalEvery = r.GetValue(evalEvery),
-                    Seed = r.GetValue(rt.Seed),
+                    Seed = r.GetValue(rt.Seed), PrefetchBatches = r.GetValue(aug.Prefetch),
                 },
             };
+            if (r.GetValue(task) == "report" && LlavaJobs.IsLlavaFolder(job.ModelDir))
+                job = job with { ReportPrompt = r.GetValue(rep.Prompt) is { Length: > 0 } pr ? pr : null };
+            else if (r.GetValue(task) == "report")
+            {
+                var rjob = new ReportTrainJob
+                {
+                    ModelDir = job.ModelDir, DataDir = job.DataDir, Format = job.Format, Strategy = job.Strategy, OutDir = job.OutDir, Device = device,
+                    LearningRate = job.LearningRate, Train = job.Train, Lora = job.Lora,
+                    Options = rep.Get(r, job.Format, batch: job.Train.BatchSize) with
+                    {
+                        Normalization = job.Normalization, Augmentation = job.Augmentation, PrefetchBatches = job.Train.PrefetchBatches,
+                    },
+                };
+                var rs = ConsoleUi.WithProgress((progress, _) => ReportJobs.Train(rjob, progress(rjob.Strategy)));
+                Console.WriteLine(rs.Load.Describe());
+                ConsoleUi.TrainableTable("model", rjob.Strategy, rs.Trainable);
+                Console.WriteLine($"trained {rs.Result.Steps} steps in {rs.Result.TrainSeconds:F0} s ({rs.Result.StepsPerSecond:F2} steps/s, lr {rs.LearningRate:G3}); " +
+                                  $"best validation BLEU-4 {(rs.Result.BestValidation is double b4 ? $"{b4:F2} at step {rs.Result.BestStep}" : "n/a")}; peak memory {ConsoleUi.Bytes(rs.Result.PeakMemoryBytes)}");
+                Console.WriteLine($"model saved to {Path.Combine(rs.OutDir, "model")}");
+                return 0;
+            }
             var s = ConsoleUi.WithProgress((progress, _) => VqaJobs.Train(job, progress(job.Strategy)));
             ConsoleUi.TrainableTable("model", job.Strategy, s.Trainable);
             Console.WriteLine($"trained {s.Result.Steps} steps in {s.Result.TrainSeconds:F0} s ({s.Result.StepsPerSecond:F2} steps/s, lr {s.LearningRate:G3}); " +
@@ -137,44 +163,111 @@ static class Commands
         return c;
     }
 
+    static Option<string> TaskOption() => new("--task")
+    {
+        Description = "vqa (BlipForQuestionAnswering, answers) or report (BlipForConditionalGeneration, image → report)",
+        DefaultValueFactory = _ => "vqa",
+        Validators = { v => { if (v.GetValueOrDefault<string>() is not ("vqa" or "report")) v.AddError("--task must be vqa or report"); } },
+    };
+
     static Command Eval()
     {
         var rt = new RuntimeOptions();
+        var task = TaskOption();
         var model = new Option<string>("--model") { Description = "model folder", Required = true };
-        var data = new Option<string>("--data") { Description = "dataset folder", Required = true };
+        var data = new Option<string?>("--data") { Description = "dataset folder (one test set; or use --test)" };
         var format = new Option<string>("--format") { DefaultValueFactory = _ => "slake" };
         var split = new Option<string>("--split") { DefaultValueFactory = _ => "test" };
-        var beams = new Option<int?>("--num-beams") { Description = "default: generation_config.json, else 3 (MISS) for BLIP, 1 for LLaVA" };
-        var maxNew = new Option<int?>("--max-new-tokens") { Description = "default: generation_config.json, else 9 (MISS) for BLIP, 32 for LLaVA" };
-        var preds = new Option<string?>("--predictions") { Description = "write predictions as JSONL (the `score vqa` format)" };
-        var json = new Option<bool>("--json") { Description = "print scores as JSON" };
+        var tests = new Option<string[]>("--test") { Description = "a test set DIR:FORMAT[:SPLIT] (split default test); repeat for cross-dataset evaluation, each scored separately" };
+        var beams = new Option<int?>("--num-beams") { Description = "beam width (default: generation_config.json, else VQA 3 (MISS) for BLIP / 1 for LLaVA; reports 3 (R2Gen))" };
+        var maxNew = new Option<int?>("--max-new-tokens") { Description = "generated-token limit (default: generation_config.json, else VQA 9 (MISS) / 32 (LLaVA); reports 60 iu-xray / 100 mimic-cxr for BLIP)" };
+        var minNew = new Option<int?>("--min-new-tokens") { Description = "minimum generated tokens (default: VQA 0; BLIP reports 5)" };
+        var preds = new Option<string?>("--predictions") { Description = "write predictions (VQA: `score vqa` JSONL; reports: `score report` pairs JSON); with several test sets FILE.<set>.ext per set" };
+        var json = new Option<bool>("--json") { Description = "print scores as JSON (with --test: an object keyed by test set)" };
         var norm = new Option<string>("--normalization") { DefaultValueFactory = _ => "blip" };
-        var adapter = new Option<string?>("--adapter") { Description = "a PEFT adapter folder (LORA, LN_TUNING) applied to the model first" };
+        var adapter = new Option<string?>("--adapter") { Description = "a PEFT adapter folder applied to the model first" };
         var template = new Option<string?>("--template") { Description = $"LLaVA conversation template ({string.Join(", ", MedPeft.Data.ConversationTemplates.Named.Keys)}; default: the model's)" };
-        var c = new Command("eval", "Answer a Med-VQA split with a model and score it (exact match closed/open/overall, open token recall).");
-        rt.AddTo(c); foreach (var o in new Option[] { model, data, format, split, beams, maxNew, preds, json, norm, adapter, template }) c.Add(o);
+        var rep = new ReportCliOptions();
+        var c = new Command("eval", "Score a BLIP or LLaVA model folder on one or more test sets: Med-VQA (exact match closed/open/overall, open token recall) or reports (--task report: BLEU-1..4, ROUGE-L, CIDEr-D).");
+        rt.AddTo(c); foreach (var o in new Option[] { task, model, data, format, split, tests, beams, maxNew, minNew, preds, json, norm, adapter, template }) c.Add(o);
+        rep.AddTo(c);
         c.SetAction(r =>
         {
             var device = rt.Apply(r);
-            var overrides = new DecodingOverrides(r.GetValue(beams), r.GetValue(maxNew));
-            var (scores, predictions) = VqaJobs.Evaluate(r.GetValue(model)!, r.GetValue(data)!, r.GetValue(format)!, r.GetValue(split)!, VqaEvaluation.MissDecoding,
-                device, r.GetValue(norm)!, r.GetValue(adapter), r.GetValue(template), overrides, line => Console.Error.WriteLine(line));
-            if (r.GetValue(preds) is string path) VqaPredictionsFile.Save(path, predictions);
-            PrintVqa($"{r.GetValue(format)} {r.GetValue(split)}", scores, r.GetValue(json));
+            bool keyed = r.GetValue(tests) is { Length: > 0 };
+            var sets = new List<TestSet>();
+            if (r.GetValue(data) is string d) sets.Add(new TestSet($"{MedPeft.Data.DatasetFormats.Get(r.GetValue(format)!).Name}:{MedPeft.Data.DatasetFormats.CanonicalSplit(r.GetValue(split)!)}", d, r.GetValue(format)!, r.GetValue(split)!));
+            foreach (var spec in r.GetValue(tests) ?? []) sets.Add(TestSet.Parse(spec));
+            if (sets.Count == 0) throw new MedPeftException("eval: give a test set with --data DIR [--format F --split S] or --test DIR:FORMAT[:SPLIT]");
+            var unique = TestSet.Unique(sets);
+            var modelDir = r.GetValue(model)!;
+            bool llava = LlavaJobs.IsLlavaFolder(modelDir);
+            var overrides = new DecodingOverrides(r.GetValue(beams), r.GetValue(maxNew), r.GetValue(minNew));
+            Action<string> log = line => Console.Error.WriteLine(line);
+            var results = new JsonObject();
+            foreach (var set in unique)
+            {
+                string? predPath = r.GetValue(preds) is string p ? (unique.Count == 1 ? p : TestSet.PredictionsPath(p, set.Name)) : null;
+                JsonObject scoresJson;
+                if (r.GetValue(task) == "report")
+                {
+                    ReportScores scores; IReadOnlyList<ReportPair> pairs;
+                    if (llava)
+                    {
+                        var prompt = r.GetValue(rep.Prompt) is { Length: > 0 } pr ? pr : null;
+                        (scores, var list) = LlavaJobs.EvaluateReports(modelDir, set.Dir, set.Format, set.Split, overrides, device, r.GetValue(norm)!,
+                            r.GetValue(adapter), r.GetValue(template), prompt, log);
+                        pairs = list;
+                    }
+                    else
+                    {
+                        var options = rep.Get(r, set.Format, r.GetValue(beams), r.GetValue(maxNew), r.GetValue(minNew)) with { Normalization = r.GetValue(norm)! };
+                        (scores, pairs, var load) = ReportJobs.Evaluate(modelDir, set.Dir, set.Format, set.Split, options, device, r.GetValue(adapter));
+                        if (load.DroppedTensors.Count > 0) Console.Error.WriteLine(load.Describe());
+                    }
+                    if (predPath is not null) ReportPairsFile.Save(predPath, pairs);
+                    scoresJson = new JsonObject(scores.ToDictionary().Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value)));
+                    scoresJson["reports"] = pairs.Count;
+                    if (!r.GetValue(json))
+                    {
+                        var t = new Table().Border(TableBorder.Rounded).Title(Markup.Escape($"{set.Name} ({set.Dir})"));
+                        t.AddColumn(new TableColumn("reports") { Alignment = Justify.Right });
+                        foreach (var k in scores.ToDictionary().Keys) t.AddColumn(new TableColumn(k) { Alignment = Justify.Right });
+                        t.AddRow([pairs.Count.ToString(), .. scores.ToDictionary().Values.Select(v => v.ToString("F4"))]);
+                        AnsiConsole.Write(t);
+                    }
+                }
+                else
+                {
+                    var (scores, predictions) = VqaJobs.Evaluate(modelDir, set.Dir, set.Format, set.Split, VqaEvaluation.MissDecoding, device, r.GetValue(norm)!,
+                        r.GetValue(adapter), r.GetValue(template), overrides, log);
+                    if (predPath is not null) VqaPredictionsFile.Save(predPath, predictions);
+                    scoresJson = VqaJson(scores);
+                    if (!r.GetValue(json)) ConsoleUi.VqaScores(keyed ? $"{set.Name} ({set.Dir})" : $"{set.Format} {set.Split}", scores);
+                }
+                if (keyed) { scoresJson["data"] = set.Dir; scoresJson["format"] = set.Format; scoresJson["split"] = set.Split; if (predPath is not null) scoresJson["predictions"] = predPath; }
+                results[set.Name] = scoresJson;
+            }
+            if (r.GetValue(json)) Console.WriteLine((keyed ? results : results[unique[0].Name]!).ToJsonString(Indented));
             return 0;
         });
         return c;
     }
 
-    static void PrintVqa(string title, VqaScores s, bool json)
+    static JsonObject VqaJson(VqaScores s)
     {
-        if (!json) { ConsoleUi.VqaScores(title, s); return; }
         static JsonNode? N(double x) => double.IsFinite(x) ? JsonValue.Create(x) : null;
-        Console.WriteLine(new JsonObject
+        return new JsonObject
         {
             ["closed_acc"] = N(s.ClosedAccuracy), ["open_acc"] = N(s.OpenAccuracy), ["overall_acc"] = N(s.OverallAccuracy),
             ["open_token_recall"] = N(s.OpenTokenRecall), ["closed"] = s.Closed, ["open"] = s.Open,
-        }.ToJsonString(Indented));
+        };
+    }
+
+    static void PrintVqa(string title, VqaScores s, bool json)
+    {
+        if (!json) { ConsoleUi.VqaScores(title, s); return; }
+        Console.WriteLine(VqaJson(s).ToJsonString(Indented));
     }
 
     static Command Inspect()
@@ -310,8 +403,41 @@ static class Commands
                               $"logits [{string.Join(", ", b.LogitsShape)}]; peak memory {b.PeakMemoryBytes / (1024.0 * 1024 * 1024):F2} GiB");
             return 0;
         });
+        var drt = new RuntimeOptions();
+        var data = new Option<string?>("--data") { Description = "dataset folder (default: generated grayscale PNGs, see --source-size)" };
+        var format = new Option<string>("--format") { Description = "its format (any: VQA or report)", DefaultValueFactory = _ => "slake" };
+        var sourceSize = new Option<int>("--source-size") { Description = "without --data: side of the 64 generated PNGs", DefaultValueFactory = _ => 1024 };
+        var split = new Option<string>("--split") { DefaultValueFactory = _ => "train" };
+        var size = new Option<int>("--size") { Description = "model input size (pixels)", DefaultValueFactory = _ => 384 };
+        var dbatch = new Option<int>("--batch") { DefaultValueFactory = _ => 32 };
+        var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 10 };
+        var stepMs = new Option<double>("--step-ms") { Description = "length of the stand-in training step (matmuls on the training thread)", DefaultValueFactory = _ => 500 };
+        var prefetch = new Option<int>("--prefetch") { Description = "prefetch depth", DefaultValueFactory = _ => 2 };
+        var noAug = new Option<bool>("--no-augment") { Description = "plain resize (evaluation preprocessing) instead of crop + rotation" };
+        var dataBench = new Command("data", "Image pipeline throughput: images/s decoded alone, and with a stand-in training step inline vs prefetched, with the data stall per step.");
+        drt.AddTo(dataBench); foreach (var o in new Option[] { data, format, split, size, dbatch, steps, stepMs, prefetch, noAug, sourceSize }) dataBench.Add(o);
+        dataBench.SetAction(r =>
+        {
+            drt.Apply(r);
+            var fmt = r.GetValue(format)!;
+            string? tmp = null;
+            IReadOnlyList<string> paths;
+            if (r.GetValue(data) is not string dir)
+                paths = DataBenchmark.WriteSampleImages(tmp = Directory.CreateTempSubdirectory("medpeft-bench-data-").FullName, 64, r.GetValue(sourceSize));
+            else paths = MedPeft.Data.DatasetFormats.TaskOf(fmt) == MedPeft.Data.DatasetTask.Report
+                ? MedPeft.Data.DatasetFormats.ReadReports(fmt, dir, r.GetValue(split)!).SelectMany(x => x.ImagePaths).ToList()
+                : MedPeft.Data.DatasetFormats.ReadVqa(fmt, dir, r.GetValue(split)!).Select(x => x.ImagePath).Distinct().ToList();
+            var b = DataBenchmark.Run(paths, r.GetValue(size), r.GetValue(noAug) ? null : MedPeft.Data.Augmentation.Blip, r.GetValue(dbatch), r.GetValue(steps),
+                r.GetValue(stepMs) / 1000, r.GetValue(prefetch), r.GetValue(drt.Seed));
+            if (tmp is not null) Directory.Delete(tmp, true);
+            Console.WriteLine($"{paths.Count} images, {b.Size}px, batch {b.Batch}, {b.Steps} steps, {(b.Augmented ? "random resized crop + rotation" : "plain resize")}");
+            Console.WriteLine($"decode alone (1 thread):        {b.DecodeImagesPerSecond,8:F0} images/s");
+            Console.WriteLine($"with a {b.ComputeSecondsPerStep * 1000:F0} ms step, inline:     {b.InlineImagesPerSecond,8:F0} images/s, data stall {b.InlineStallSecondsPerStep * 1000:F0} ms/step");
+            Console.WriteLine($"with a {b.ComputeSecondsPerStep * 1000:F0} ms step, prefetch {b.Prefetch}: {b.PrefetchImagesPerSecond,8:F0} images/s, data stall {b.PrefetchStallSecondsPerStep * 1000:F0} ms/step");
+            return 0;
+        });
         var c = new Command("bench", "Speed and memory figures.");
-        c.Add(forward);
+        c.Add(forward); c.Add(dataBench);
         return c;
     }
 

@@ -23,19 +23,103 @@ public sealed record Normalization(string Name, double Scale, float[] Mean, floa
         : throw new MedPeftException($"unknown normalization \"{name}\" (known: {string.Join(", ", Named.Keys)})");
 }
 
-/// <summary>Decodes an image file (PNG/JPEG, grayscale or colour, 8 or 16 bit) to RGB, resizes it to a square of the
-/// model's input size (bicubic, as BLIP's processor) and returns a normalised float tensor [3, S, S].</summary>
+/// <summary>Training-time augmentation, BLIP's fine-tuning recipe minus what breaks medical images: torchvision's
+/// RandomResizedCrop(scale = (MinScale, MaxScale), ratio = (MinRatio, MaxRatio), bicubic) — BLIP/MISS use scale
+/// (0.5, 1.0) — then a rotation by a uniform angle in ±MaxRotationDegrees about the centre (corners filled black, as
+/// torchvision's fill 0). BLIP's horizontal flip is left out on purpose: it swaps left and right, which medical
+/// questions and reports name. Never applied at evaluation.</summary>
+public sealed record Augmentation(double MinScale = 0.5, double MaxScale = 1.0, double MinRatio = 3.0 / 4, double MaxRatio = 4.0 / 3,
+    double MaxRotationDegrees = 10)
+{
+    public static readonly Augmentation Blip = new();
+
+    public void Validate()
+    {
+        if (!(MinScale > 0 && MinScale <= MaxScale && MaxScale <= 1)) throw new MedPeftException($"augmentation: crop scale range ({MinScale}, {MaxScale}) must satisfy 0 < min ≤ max ≤ 1");
+        if (!(MinRatio > 0 && MinRatio <= MaxRatio)) throw new MedPeftException($"augmentation: aspect ratio range ({MinRatio}, {MaxRatio}) must satisfy 0 < min ≤ max");
+        if (!(MaxRotationDegrees >= 0 && MaxRotationDegrees <= 180)) throw new MedPeftException($"augmentation: rotation {MaxRotationDegrees}° must be in [0, 180]");
+    }
+
+    /// <summary>torchvision's RandomResizedCrop.get_params: up to 10 tries of (area share, log-uniform aspect ratio)
+    /// whose rounded box fits, else the centre crop clamped to the ratio range. Python's round (half to even) is
+    /// .NET's default Math.Round.</summary>
+    public (int X, int Y, int Width, int Height) Crop(int width, int height, Random rng)
+    {
+        double area = (double)width * height;
+        double logLo = Math.Log(MinRatio), logHi = Math.Log(MaxRatio);
+        for (int attempt = 0; attempt < 10; attempt++)
+        {
+            double target = area * (MinScale + (MaxScale - MinScale) * rng.NextDouble());
+            double ratio = Math.Exp(logLo + (logHi - logLo) * rng.NextDouble());
+            int w = (int)Math.Round(Math.Sqrt(target * ratio));
+            int h = (int)Math.Round(Math.Sqrt(target / ratio));
+            if (w > 0 && w <= width && h > 0 && h <= height)
+                return (rng.Next(0, width - w + 1), rng.Next(0, height - h + 1), w, h);
+        }
+        double inRatio = (double)width / height;
+        int cw = width, ch = height;
+        if (inRatio < MinRatio) ch = (int)Math.Round(cw / MinRatio);
+        else if (inRatio > MaxRatio) cw = (int)Math.Round(ch * MaxRatio);
+        return ((width - cw) / 2, (height - ch) / 2, cw, ch);
+    }
+
+    public double Angle(Random rng) => MaxRotationDegrees == 0 ? 0 : (2 * rng.NextDouble() - 1) * MaxRotationDegrees;
+
+    /// <summary>The random stream of one (seed, epoch, sample): the same triple gives the same crop and angle in any
+    /// order and on any thread (prefetch), different epochs give different views.</summary>
+    public static Random RandomFor(long seed, int epoch, string sampleKey)
+    {
+        ulong h = 1469598103934665603UL;   // FNV-1a over the triple
+        void Mix(ulong v) { for (int i = 0; i < 8; i++) { h ^= (v >> (8 * i)) & 0xFF; h *= 1099511628211UL; } }
+        Mix((ulong)seed); Mix((ulong)epoch);
+        foreach (char c in sampleKey) Mix(c);
+        return new Random((int)(h ^ (h >> 32)) & int.MaxValue);
+    }
+}
+
+/// <summary>Decodes an image file (PNG, JPEG, WebP; grayscale or colour, 8 or 16 bit) to RGB, resizes it to a square
+/// of the model's input size (bicubic, as BLIP's processor) and returns normalised pixels [3, S, S] (channel-major).
+/// Grayscale is replicated to R = G = B (PIL's convert("RGB")). 16-bit samples v become v &gt;&gt; 8 (libpng's
+/// strip-16, what SkiaSharp's decoder does): the full range is kept. PIL differs here on purpose: it opens a 16-bit
+/// PNG as mode "I"/"I;16" and convert("RGB") clips every value above 255 to white, destroying the image; no checkpoint
+/// depends on that, and the public Med-VQA / report datasets are 8-bit. Alpha is ignored (opaque images assumed).
+/// <see cref="Pixels(string)"/> is plain CPU work, safe on any thread (the prefetcher calls it); tensors are made
+/// by the caller.</summary>
 public sealed class ImageProcessor(int size, Normalization normalization)
 {
     public int Size { get; } = size;
     public Normalization Normalization { get; } = normalization;
 
-    public Tensor Load(string path)
+    /// <summary>The evaluation path: decode, bicubic resize to S×S, normalise.</summary>
+    public Tensor Load(string path) => torch.tensor(Pixels(path), [3, Size, Size]);
+
+    public float[] Pixels(string path)
     {
         using var decoded = Decode(path);
         using var resized = decoded.Resize(new SKImageInfo(Size, Size, SKColorType.Rgba8888, SKAlphaType.Unpremul), new SKSamplingOptions(SKCubicResampler.CatmullRom))
             ?? throw new MedPeftException($"{path}: could not resize image");
-        return ToTensor(resized);
+        return Normalize(resized);
+    }
+
+    /// <summary>The training path with augmentation: random resized crop + rotation drawn in one bicubic resampling,
+    /// from the random stream of (seed, epoch, sampleKey).</summary>
+    public float[] Pixels(string path, Augmentation augmentation, long seed, int epoch, string sampleKey)
+    {
+        var rng = Augmentation.RandomFor(seed, epoch, sampleKey);
+        using var decoded = Decode(path);
+        var (x, y, w, h) = augmentation.Crop(decoded.Width, decoded.Height, rng);
+        double angle = augmentation.Angle(rng);
+        using var source = SKImage.FromBitmap(decoded);
+        using var target = new SKBitmap(new SKImageInfo(Size, Size, SKColorType.Rgba8888, SKAlphaType.Premul));
+        using (var canvas = new SKCanvas(target))
+        {
+            canvas.Clear(SKColors.Black);
+            float c = Size / 2f;
+            canvas.RotateDegrees((float)angle, c, c);
+            using var paint = new SKPaint { IsAntialias = true };
+            canvas.DrawImage(source, new SKRect(x, y, x + w, y + h), new SKRect(0, 0, Size, Size), new SKSamplingOptions(SKCubicResampler.CatmullRom), paint);
+        }
+        return Normalize(target);
     }
 
     static SKBitmap Decode(string path)
@@ -53,7 +137,7 @@ public sealed class ImageProcessor(int size, Normalization normalization)
         return bitmap;
     }
 
-    Tensor ToTensor(SKBitmap bmp)
+    float[] Normalize(SKBitmap bmp)
     {
         var bytes = bmp.Bytes;   // RGBA, row-major
         int n = Size * Size;
@@ -62,6 +146,6 @@ public sealed class ImageProcessor(int size, Normalization normalization)
         for (int i = 0; i < n; i++)
             for (int c = 0; c < 3; c++)
                 data[c * n + i] = (float)((bytes[4 * i + c] * norm.Scale - norm.Mean[c]) / norm.Std[c]);
-        return torch.tensor(data, [3, Size, Size]);
+        return data;
     }
 }

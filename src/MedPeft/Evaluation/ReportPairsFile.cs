@@ -11,14 +11,17 @@ namespace MedPeft.Evaluation;
 /// </summary>
 public static class ReportPairsFile
 {
-    /// <summary>Writes pairs in the {"pairs": [...]} format <see cref="Load"/> reads (atomically).</summary>
+    /// <summary>Writes <c>{"pairs": [{"id", "candidate", "references"}]}</c> atomically (what <see cref="Load"/> and
+    /// <c>medpeft score report</c> read).</summary>
     public static void Save(string path, IEnumerable<ReportPair> pairs)
     {
-        var array = new System.Text.Json.Nodes.JsonArray(pairs.Select(p => (System.Text.Json.Nodes.JsonNode)new System.Text.Json.Nodes.JsonObject
-        {
-            ["id"] = p.Id, ["candidate"] = p.Candidate,
-            ["references"] = new System.Text.Json.Nodes.JsonArray(p.References.Select(r => (System.Text.Json.Nodes.JsonNode)System.Text.Json.Nodes.JsonValue.Create(r)!).ToArray()),
-        }).ToArray());
+        var array = new System.Text.Json.Nodes.JsonArray();
+        foreach (var p in pairs)
+            array.Add(new System.Text.Json.Nodes.JsonObject
+            {
+                ["id"] = p.Id, ["candidate"] = p.Candidate,
+                ["references"] = new System.Text.Json.Nodes.JsonArray(p.References.Select(r => (System.Text.Json.Nodes.JsonNode)r).ToArray()),
+            });
         AtomicFile.WriteAllText(path, new System.Text.Json.Nodes.JsonObject { ["pairs"] = array }.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
 

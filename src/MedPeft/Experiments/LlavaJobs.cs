@@ -37,7 +37,7 @@ public sealed class LlavaSession : IDisposable
 public sealed record LlavaBatch(Tensor InputIds, Tensor AttentionMask, Tensor? Labels, Tensor PixelValues);
 
 /// <summary>The LLaVA side of `medpeft train` / `medpeft eval` (Med-VQA; report datasets train as instruction →
-/// report and are scored by `medpeft eval-reports`): prompt = the template around the question
+/// report and are scored by `medpeft eval --task report`): prompt = the template around the question
 /// with the image placeholder, target = answer + EOS; left padding everywhere (the merge and generation expect it);
 /// greedy or beam decoding with the KV cache; the same VQA scorer and outputs as the BLIP path.</summary>
 public static class LlavaJobs
@@ -188,7 +188,7 @@ public static class LlavaJobs
             [x.Answer])).ToList();
     }
 
-    /// <summary>`medpeft eval-reports`: generates a report per study of a split and scores them with
+    /// <summary>`medpeft eval --task report`: generates a report per study of a split and scores them with
     /// <see cref="ReportMetrics"/> (BLEU-1..4, ROUGE-L, CIDEr-D on R2Gen-cleaned text).</summary>
     public static (ReportScores Scores, List<ReportPair> Pairs) EvaluateReports(string modelDir, string dataDir, string format, string split,
         DecodingOverrides? decoding, string device = "cpu", string normalization = "clip", string? adapterDir = null, string? template = null,

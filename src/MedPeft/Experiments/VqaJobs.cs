@@ -38,6 +38,8 @@ public sealed record VqaTrainJob
     public string? ReportPrompt { get; init; }
     /// <summary>Informational lines (which template, image token, config translation).</summary>
     public Action<string>? Log { get; init; }
+    /// <summary>Training-time image augmentation (null = none, the default); evaluation never augments.</summary>
+    public Augmentation? Augmentation { get; init; }
 }
 
 public sealed record VqaTrainSummary(TrainableReport Trainable, TrainResult Result, VqaScores? Validation, double LearningRate, string OutDir);
@@ -57,13 +59,14 @@ public static class VqaJobs
         var validation = Read(job.Format, job.DataDir, Splits.Validation);
         if (job.ValidationLimit > 0) validation = validation.Take(job.ValidationLimit).ToList();
         using var images = new ImageCache(new ImageProcessor(model.Config.VisionConfig.ImageSize, Normalization.Get(job.Normalization)));
-        var batcher = new VqaBatcher(tokenizer, images);
+        job.Augmentation?.Validate();
+        var batcher = new VqaBatcher(tokenizer, images) { Augmentation = job.Augmentation, AugmentationSeed = job.Train.Seed };
         double lr = job.LearningRate ?? StrategyDefaults.LearningRate(job.Strategy);
         Directory.CreateDirectory(job.OutDir);
         var greedy = VqaEvaluation.MissDecoding with { NumBeams = 1 };
         VqaScores? last = null;
         TorchRuntime.Seed(job.Train.Seed);
-        var result = Trainer.Run(model, train, batch => model.forward(batcher.Batch(batch, device)).Loss!,
+        var result = Trainer.Run(model, train, batcher.Prepare, batch => model.forward(batcher.Batch(batch, device)).Loss!,
             job.Train with { LearningRate = lr, LogPath = Path.Combine(job.OutDir, "log.jsonl") },
             validate: validation.Count == 0 ? null : () => (last = VqaEvaluation.Evaluate(model, validation, batcher, greedy, device)).OverallAccuracy,
             progress: progress, cancel: cancel);
@@ -80,6 +83,8 @@ public static class VqaJobs
             ["peak_memory_bytes"] = result.PeakMemoryBytes, ["best_validation_acc"] = result.BestValidation, ["best_step"] = result.BestStep,
             ["towers"] = report.ToJson()["towers"]!.DeepClone(),
             ["adapter"] = adapter,
+            ["augmentation"] = AugmentationJson(job.Augmentation),
+            ["data_wait_seconds"] = result.DataWaitSeconds,
         };
         AtomicFile.WriteAllText(Path.Combine(job.OutDir, "train_summary.json"), summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         return new VqaTrainSummary(report, result, last, lr, job.OutDir);
@@ -111,6 +116,12 @@ public static class VqaJobs
                 : prompt);
         return methods.Count == 0 ? null : methods;
     }
+
+    public static JsonNode? AugmentationJson(Augmentation? a) => a is null ? null : new JsonObject
+    {
+        ["random_resized_crop_scale"] = new JsonArray(a.MinScale, a.MaxScale), ["random_resized_crop_ratio"] = new JsonArray(a.MinRatio, a.MaxRatio),
+        ["max_rotation_degrees"] = a.MaxRotationDegrees,
+    };
 
     /// <summary>Writes what was trained as a PEFT adapter next to the full model: LORA for LoRA strategies, an
     /// LN_TUNING-style adapter (the tuned modules' parameters, PEFT's ln_tuning_layers keys) for intrinsic ones. Full

@@ -58,7 +58,8 @@ public sealed record GenerationConfigFile(
 }
 
 /// <summary>Command-line decoding options; null = not given (the model folder's generation_config.json decides).</summary>
-public sealed record DecodingOverrides(int? NumBeams = null, int? MaxNewTokens = null)
+public sealed record DecodingOverrides(int? NumBeams = null, int? MaxNewTokens = null, int? MinNewTokens = null)
 {
-    public GenerationOptions ApplyTo(GenerationOptions o) => o with { NumBeams = NumBeams ?? o.NumBeams, MaxNewTokens = MaxNewTokens ?? o.MaxNewTokens };
+    public GenerationOptions ApplyTo(GenerationOptions o) =>
+        o with { NumBeams = NumBeams ?? o.NumBeams, MaxNewTokens = MaxNewTokens ?? o.MaxNewTokens, MinNewTokens = MinNewTokens ?? o.MinNewTokens };
 }

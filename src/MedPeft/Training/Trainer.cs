@@ -22,12 +22,18 @@ public sealed record TrainOptions
     public int LogEvery { get; init; } = 10;
     public long Seed { get; init; } = 42;
     public string? LogPath { get; init; }
+    /// <summary>Batches prepared ahead on a background thread (0 = prepare inline on the training thread).</summary>
+    public int PrefetchBatches { get; init; } = 2;
 }
 
 public sealed record TrainProgress(int Step, int TotalSteps, double Loss, double LearningRate, double StepsPerSecond, TimeSpan Eta, double? BestValidation);
 
 public sealed record TrainResult(int Steps, double TrainSeconds, double StepsPerSecond, IReadOnlyList<(int Step, double Loss)> LossCurve,
-    double? BestValidation, int? BestStep, long PeakMemoryBytes);
+    double? BestValidation, int? BestStep, long PeakMemoryBytes)
+{
+    /// <summary>Seconds the training thread spent on or waiting for data (batch preparation) instead of computing.</summary>
+    public double DataWaitSeconds { get; init; }
+}
 
 /// <summary>The training loop, as plain code: AdamW over the trainable parameters only (frozen ones get no optimizer
 /// state; no weight decay on norms or biases), linear warm-up + cosine decay, gradient accumulation and clipping,
@@ -35,6 +41,7 @@ public sealed record TrainResult(int Steps, double TrainSeconds, double StepsPer
 /// callbacks. Generic over the example type: <paramref name="loss"/> maps a micro-batch to its mean loss.</summary>
 public static class Trainer
 {
+    /// <summary>Examples go straight to <paramref name="loss"/> on the training thread (no preparation stage).</summary>
     public static TrainResult Run<T>(
         nn.Module model,
         IReadOnlyList<T> train,
@@ -42,8 +49,24 @@ public static class Trainer
         TrainOptions o,
         Func<double>? validate = null,
         IProgress<TrainProgress>? progress = null,
+        CancellationToken cancel = default) =>
+        Run(model, train, (batch, _) => batch, loss, o with { PrefetchBatches = 0 }, validate, progress, cancel);
+
+    /// <summary>With a preparation stage: <paramref name="prepare"/> turns a micro-batch (and its epoch, for seeded
+    /// augmentation) into CPU data — decoded pixels, token ids — on a background thread, <see
+    /// cref="TrainOptions.PrefetchBatches"/> batches ahead; <paramref name="loss"/> builds tensors from it on the
+    /// training thread. The batch order is the same with or without prefetch.</summary>
+    public static TrainResult Run<T, TBatch>(
+        nn.Module model,
+        IReadOnlyList<T> train,
+        Func<IReadOnlyList<T>, int, TBatch> prepare,
+        Func<TBatch, Tensor> loss,
+        TrainOptions o,
+        Func<double>? validate = null,
+        IProgress<TrainProgress>? progress = null,
         CancellationToken cancel = default)
     {
+        if (train.Count == 0) throw new MedPeftException("the training split is empty");
         var trainable = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
         if (trainable.Count == 0) throw new MedPeftException("the strategy leaves no trainable parameter");
         var decay = trainable.Where(p => !NoDecay(p.name, p.parameter)).Select(p => p.parameter).ToList();
@@ -58,9 +81,17 @@ public static class Trainer
         int total = o.MaxSteps ?? stepsPerEpoch * o.Epochs;
         int warmup = (int)Math.Round(total * o.WarmupRatio);
         int evalEvery = o.EvalEvery > 0 ? o.EvalEvery : stepsPerEpoch;
-        var rng = new Random((int)o.Seed);
-        var order = Enumerable.Range(0, train.Count).ToArray();
-        int cursor = order.Length;   // forces a shuffle before the first batch
+        var batches = Schedule(train, o, total * o.GradientAccumulation).Select(b => prepare(b.Batch, b.Epoch));
+        using var prefetcher = o.PrefetchBatches > 0 ? new Prefetcher<TBatch>(batches, o.PrefetchBatches, cancel) : null;
+        using var inline = prefetcher is null ? batches.GetEnumerator() : null;
+        var dataClock = new Stopwatch();
+        TBatch NextBatch()
+        {
+            if (prefetcher is not null) return prefetcher.Next();
+            dataClock.Start();
+            try { return inline!.MoveNext() ? inline.Current : throw new InvalidOperationException("batch schedule exhausted"); }
+            finally { dataClock.Stop(); }
+        }
 
         using var log = o.LogPath is null ? null : new StreamWriter(o.LogPath, append: false) { AutoFlush = true };
         var curve = new List<(int, double)>();
@@ -81,9 +112,7 @@ public static class Trainer
             double stepLoss = 0;
             for (int micro = 0; micro < o.GradientAccumulation; micro++)
             {
-                if (cursor >= order.Length) { rng.Shuffle(order); cursor = 0; }
-                var batch = order.Skip(cursor).Take(o.BatchSize).Select(i => train[i]).ToList();
-                cursor += o.BatchSize;
+                var batch = NextBatch();
                 using var scope = torch.NewDisposeScope();
                 var l = loss(batch);
                 if (!double.IsFinite(l.item<float>())) throw new MedPeftException($"loss became {l.item<float>()} at step {step} (learning rate {lr:G3} too high?)");
@@ -133,7 +162,26 @@ public static class Trainer
                 foreach (var (name, p) in trainable) p.copy_(bestState[name]);
             foreach (var t in bestState.Values) t.Dispose();
         }
-        return new TrainResult(total, seconds, total / seconds, curve, best, bestStep, peak);
+        return new TrainResult(total, seconds, total / seconds, curve, best, bestStep, peak)
+        {
+            DataWaitSeconds = prefetcher?.StallSeconds ?? dataClock.Elapsed.TotalSeconds,
+        };
+    }
+
+    /// <summary>The micro-batches in training order with their epoch: a seeded shuffle per pass over the data, batches
+    /// of BatchSize taken in order (the last one of a pass may be smaller).</summary>
+    public static IEnumerable<(IReadOnlyList<T> Batch, int Epoch)> Schedule<T>(IReadOnlyList<T> train, TrainOptions o, int microBatches)
+    {
+        var rng = new Random((int)o.Seed);
+        var order = Enumerable.Range(0, train.Count).ToArray();
+        int cursor = order.Length;   // forces a shuffle before the first batch
+        int epoch = -1;
+        for (int i = 0; i < microBatches; i++)
+        {
+            if (cursor >= order.Length) { rng.Shuffle(order); cursor = 0; epoch++; }
+            yield return (order.Skip(cursor).Take(o.BatchSize).Select(j => train[j]).ToList(), epoch);
+            cursor += o.BatchSize;
+        }
     }
 
     /// <summary>No weight decay on norm parameters (by name) and on biases / other 1-D tensors.</summary>

@@ -225,8 +225,8 @@ public class LlavaJobsTests
             Assert.Equal("report", summary["task"]!.GetValue<string>());
 
             var pairs = Path.Combine(root, "pairs.json");
-            var e = CliRunner.Run("eval-reports", "--model", Path.Combine(outDir, "model"), "--data", data, "--format", "iu-xray",
-                "--max-new-tokens", "8", "--pairs", pairs, "--json", "--threads", "2");
+            var e = CliRunner.Run("eval", "--task", "report", "--model", Path.Combine(outDir, "model"), "--data", data, "--format", "iu-xray",
+                "--max-new-tokens", "8", "--predictions", pairs, "--json", "--threads", "2");
             Assert.True(e.ExitCode == 0, e.StdErr + e.StdOut);
             var scores = JsonNode.Parse(e.StdOut)!;
             var saved = MedPeft.Evaluation.ReportPairsFile.Load(pairs);

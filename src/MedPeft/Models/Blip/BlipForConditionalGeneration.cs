@@ -42,6 +42,17 @@ public sealed class BlipForConditionalGeneration : nn.Module<BlipCaptionInput, B
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
         var image = vision_model.forward(pixelValues).LastHiddenState;
+        var result = GenerateFromImageEmbeds(image, options, promptIds, keepScores);
+        if (result.Scores is not null) foreach (var s in result.Scores) s.MoveToOuterDisposeScope();
+        return result;
+    }
+
+    /// <summary>The same decoding from image features [B, N, D] the caller computed (e.g. several views of a study
+    /// encoded separately and concatenated along N).</summary>
+    public GenerationResult GenerateFromImageEmbeds(Tensor image, GenerationOptions options, Tensor? promptIds = null, bool keepScores = false)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
         long b = image.shape[0];
         var prompt = promptIds?.clone() ?? torch.full(b, 1, Config.TextConfig.BosTokenId, dtype: ScalarType.Int64, device: image.device);
         prompt[.., 0] = torch.tensor(Config.TextConfig.BosTokenId, device: image.device);

@@ -16,13 +16,24 @@ public static class BlipModelFolder
 
     /// <summary>Writes into a temporary sibling folder and renames it into place: a crash never leaves a half-written
     /// model folder behind.</summary>
-    public static void Save(BlipForQuestionAnswering model, string dir, string vocabPath, IReadOnlyDictionary<string, string>? extraFiles = null)
+    public static void Save(BlipForQuestionAnswering model, string dir, string vocabPath, IReadOnlyDictionary<string, string>? extraFiles = null) =>
+        Save(model, model.Config.ToJson(), dir, vocabPath, extraFiles);
+
+    /// <summary>A captioning / report model: the config says BlipForConditionalGeneration.</summary>
+    public static void Save(BlipForConditionalGeneration model, string dir, string vocabPath, IReadOnlyDictionary<string, string>? extraFiles = null)
+    {
+        var config = BlipConfig.FromJson(model.Config.ToJson(), dir);
+        config.Architectures = ["BlipForConditionalGeneration"];
+        Save(model, config.ToJson(), dir, vocabPath, extraFiles);
+    }
+
+    static void Save(nn.Module model, string configJson, string dir, string vocabPath, IReadOnlyDictionary<string, string>? extraFiles)
     {
         var full = Path.GetFullPath(dir);
         var tmp = full.TrimEnd('/') + $".tmp-{Environment.ProcessId}";
         if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
         Directory.CreateDirectory(tmp);
-        File.WriteAllText(Path.Combine(tmp, ConfigFile), model.Config.ToJson());
+        File.WriteAllText(Path.Combine(tmp, ConfigFile), configJson);
         Checkpoint.SaveSafetensors(model, Path.Combine(tmp, WeightsFile));
         File.Copy(vocabPath, Path.Combine(tmp, VocabFile));
         foreach (var (name, text) in extraFiles ?? new Dictionary<string, string>()) File.WriteAllText(Path.Combine(tmp, name), text);
@@ -42,5 +53,37 @@ public static class BlipModelFolder
         return model;
     }
 
+    /// <summary>A BlipForConditionalGeneration from a captioning folder or from a VQA folder (BlipForQuestionAnswering:
+    /// vision_model and text_decoder are shared, text_encoder has no place in a captioning model and is dropped —
+    /// reported, never silent). Anything else missing or extra is an error.</summary>
+    public static (BlipForConditionalGeneration Model, CaptioningLoad Report) LoadCaptioning(string dir, Device device)
+    {
+        if (!Directory.Exists(dir)) throw new MedPeftException($"{dir}: model folder not found");
+        var config = LoadConfig(dir);
+        var path = Path.Combine(dir, WeightsFile);
+        var state = Checkpoint.ReadSafetensors(path);
+        try
+        {
+            var dropped = state.Keys.Where(k => k.StartsWith("text_encoder.", StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToList();
+            long droppedParams = dropped.Sum(k => state[k].numel());
+            foreach (var k in dropped) { state[k].Dispose(); state.Remove(k); }
+            var model = ModelUtils.On(device, () => new BlipForConditionalGeneration(config));
+            Checkpoint.Load(model, state, path);
+            model.eval();
+            return (model, new CaptioningLoad(config.Architectures?.FirstOrDefault() ?? "unknown", dropped, droppedParams));
+        }
+        finally { foreach (var t in state.Values) t.Dispose(); }
+    }
+
     public static BlipTokenizer LoadTokenizer(string dir) => new(Path.Combine(dir, VocabFile));
+}
+
+/// <summary>What loading a captioning model took from its folder: the folder's architecture and the tensors dropped
+/// (a VQA folder's text_encoder).</summary>
+public sealed record CaptioningLoad(string SourceArchitecture, IReadOnlyList<string> DroppedTensors, long DroppedParameters)
+{
+    public string Describe() => DroppedTensors.Count == 0
+        ? $"loaded a {SourceArchitecture} checkpoint as BlipForConditionalGeneration; nothing dropped"
+        : $"loaded a {SourceArchitecture} checkpoint as BlipForConditionalGeneration: vision_model and text_decoder kept, " +
+          $"{DroppedTensors.Count} text_encoder tensors ({DroppedParameters:N0} parameters) dropped (a captioning model has no text encoder)";
 }

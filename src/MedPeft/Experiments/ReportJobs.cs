@@ -1,0 +1,154 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using MedPeft.Data;
+using MedPeft.Evaluation;
+using MedPeft.Models;
+using MedPeft.Models.Blip;
+using MedPeft.Training;
+using MedPeft.Tuning;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MedPeft.Experiments;
+
+/// <summary>What one report-generation fine-tuning run measured (the report-generation analogue of a study row).</summary>
+public sealed record ReportFineTuneResult(
+    string Strategy, ReportScores Test, IReadOnlyList<ReportPair> TestPredictions,
+    long Trainable, long Total, double LearningRate, int Steps, double TrainSeconds, double StepsPerSecond, long PeakMemoryBytes,
+    double? BestValidationBleu4, int? BestStep, CaptioningLoad Load)
+{
+    public double TrainableShare => Total == 0 ? 0 : 100.0 * Trainable / Total;
+
+    public JsonObject ToJson() => new()
+    {
+        ["strategy"] = Strategy, ["trainable"] = Trainable, ["total"] = Total, ["trainable_percent"] = TrainableShare,
+        ["BLEU_1"] = Test.Bleu1, ["BLEU_2"] = Test.Bleu2, ["BLEU_3"] = Test.Bleu3, ["BLEU_4"] = Test.Bleu4,
+        ["ROUGE_L"] = Test.RougeL, ["CIDEr"] = Test.Cider, ["best_validation_bleu4"] = BestValidationBleu4, ["best_step"] = BestStep,
+        ["learning_rate"] = LearningRate, ["steps"] = Steps, ["train_seconds"] = TrainSeconds, ["steps_per_second"] = StepsPerSecond,
+        ["peak_memory_bytes"] = PeakMemoryBytes, ["load"] = Load.Describe(),
+    };
+}
+
+public sealed record ReportTrainJob
+{
+    public required string ModelDir { get; init; }
+    public required string DataDir { get; init; }
+    public string Format { get; init; } = DatasetFormats.IuXray;
+    public required string Strategy { get; init; }
+    public required string OutDir { get; init; }
+    public string Device { get; init; } = "cpu";
+    public double? LearningRate { get; init; }
+    public TrainOptions Train { get; init; } = new();
+    /// <summary>Null: R2Gen's defaults for the format (<see cref="ReportTaskOptions.For"/>).</summary>
+    public ReportTaskOptions? Options { get; init; }
+    public LoraConfig? Lora { get; init; }
+}
+
+public sealed record ReportTrainSummary(TrainableReport Trainable, TrainResult Result, CaptioningLoad Load, double LearningRate, string OutDir);
+
+/// <summary>Medical report generation with BLIP (BlipForConditionalGeneration: image(s) → report): fine-tuning with a
+/// tuning strategy, selection on validation BLEU-4 (R2Gen's criterion, greedy decoding), test with beam search,
+/// BLEU-1..4 / ROUGE-L / CIDEr-D. A VQA-layout folder (BlipForQuestionAnswering, e.g. the embedded study's pretrained
+/// model or MISS) initialises the captioning model: its vision_model and text_decoder are kept, text_encoder dropped.</summary>
+public static class ReportJobs
+{
+    /// <summary>The library entry point for studies: fine-tune the captioning model initialised from
+    /// <paramref name="pretrainedDir"/> with <paramref name="strategy"/> (e.g. "ln", "full", "lora") at
+    /// <paramref name="learningRate"/> for <paramref name="epochs"/>, select on validation BLEU-4, score test.</summary>
+    public static ReportFineTuneResult FineTune(string pretrainedDir, string strategy, double learningRate, int epochs,
+        IReadOnlyList<ReportSample> train, IReadOnlyList<ReportSample> validation, IReadOnlyList<ReportSample> test,
+        Device device, long seed, ReportTaskOptions? options = null, IProgress<TrainProgress>? progress = null,
+        string? logPath = null, CancellationToken cancel = default)
+    {
+        options ??= new ReportTaskOptions();
+        var tokenizer = BlipModelFolder.LoadTokenizer(pretrainedDir);
+        var (model, load) = BlipModelFolder.LoadCaptioning(pretrainedDir, device);
+        using var _ = model;
+        using var images = new ImageCache(new ImageProcessor(model.Config.VisionConfig.ImageSize, Normalization.Get(options.Normalization)));
+        var batcher = new ReportBatcher(tokenizer, images, options, model.Config.TextConfig.MaxPositionEmbeddings) { AugmentationSeed = seed };
+        var train_ = new TrainOptions { Epochs = epochs, BatchSize = options.BatchSize, Seed = seed, LogPath = logPath, PrefetchBatches = options.PrefetchBatches };
+        var (report, result) = Train(model, strategy, null, learningRate, train, validation, batcher, train_, device, progress, cancel);
+        var pairs = ReportEvaluation.Predict(model, test, batcher, options.Decoding, device, options.BatchSize);
+        return new ReportFineTuneResult(strategy, ReportMetrics.Compute(pairs), pairs, report.Trainable, report.Total, learningRate, result.Steps,
+            result.TrainSeconds, result.StepsPerSecond, result.PeakMemoryBytes, result.BestValidation, result.BestStep, load);
+    }
+
+    static (TrainableReport, TrainResult) Train(BlipForConditionalGeneration model, string strategySpec, LoraConfig? lora, double lr,
+        IReadOnlyList<ReportSample> train, IReadOnlyList<ReportSample> validation, ReportBatcher batcher, TrainOptions o, Device device,
+        IProgress<TrainProgress>? progress, CancellationToken cancel)
+    {
+        var strategy = ParseStrategy(strategySpec, lora);
+        TorchRuntime.Seed(o.Seed);
+        var report = strategy.Apply(model);
+        if (batcher.Options.ValidationLimit > 0) validation = validation.Take(batcher.Options.ValidationLimit).ToList();
+        batcher.Options.Augmentation?.Validate();
+        var greedy = batcher.Options.Decoding with { NumBeams = 1 };
+        var result = Trainer.Run(model, train, batcher.Prepare, b => ReportBatcher.Loss(model, batcher.Batch(b, device)),
+            o with { LearningRate = lr },
+            validate: validation.Count == 0 ? null : () => 100 * ReportEvaluation.Evaluate(model, validation, batcher, greedy, device, batcher.Options.BatchSize).Bleu4,
+            progress: progress, cancel: cancel);
+        return (report, result);
+    }
+
+    static TuningStrategy ParseStrategy(string spec, LoraConfig? lora) =>
+        TuningStrategy.Parse(spec, TowerLayout.Blip, lora is null ? null : new Dictionary<string, ITuningMethod> { ["lora"] = new LoraMethod(lora) });
+
+    /// <summary>`medpeft train --task report`: writes model/ (BlipForConditionalGeneration), adapter/ (as VQA),
+    /// log.jsonl and train_summary.json.</summary>
+    public static ReportTrainSummary Train(ReportTrainJob job, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
+    {
+        var device = TorchRuntime.ResolveDevice(job.Device);
+        var options = job.Options ?? ReportTaskOptions.For(job.Format);
+        var tokenizer = BlipModelFolder.LoadTokenizer(job.ModelDir);
+        var (model, load) = BlipModelFolder.LoadCaptioning(job.ModelDir, device);
+        using var _ = model;
+        var train = Read(job.Format, job.DataDir, Splits.Train);
+        var validation = Read(job.Format, job.DataDir, Splits.Validation);
+        using var images = new ImageCache(new ImageProcessor(model.Config.VisionConfig.ImageSize, Normalization.Get(options.Normalization)));
+        var batcher = new ReportBatcher(tokenizer, images, options, model.Config.TextConfig.MaxPositionEmbeddings) { AugmentationSeed = job.Train.Seed };
+        double lr = job.LearningRate ?? StrategyDefaults.LearningRate(job.Strategy);
+        Directory.CreateDirectory(job.OutDir);
+        var (report, result) = Train(model, job.Strategy, job.Lora, lr, train, validation, batcher,
+            job.Train with { LogPath = Path.Combine(job.OutDir, "log.jsonl") }, device, progress, cancel);
+        var strategy = ParseStrategy(job.Strategy, job.Lora);
+        var adapter = VqaJobs.SaveAdapter(model, strategy, Path.Combine(job.OutDir, "adapter"));
+        if (Lora.LayersOf(model).Count > 0) Lora.MergeAndUnload(model);
+        BlipModelFolder.Save(model, Path.Combine(job.OutDir, "model"), Path.Combine(job.ModelDir, BlipModelFolder.VocabFile));
+        var summary = new JsonObject
+        {
+            ["task"] = "report", ["strategy"] = job.Strategy, ["learning_rate"] = lr, ["trainable"] = report.Trainable, ["total"] = report.Total,
+            ["steps"] = result.Steps, ["train_seconds"] = result.TrainSeconds, ["steps_per_second"] = result.StepsPerSecond,
+            ["peak_memory_bytes"] = result.PeakMemoryBytes, ["best_validation_bleu4"] = result.BestValidation, ["best_step"] = result.BestStep,
+            ["towers"] = report.ToJson()["towers"]!.DeepClone(), ["adapter"] = adapter, ["load"] = load.Describe(),
+            ["options"] = OptionsJson(options), ["data_wait_seconds"] = result.DataWaitSeconds,
+        };
+        AtomicFile.WriteAllText(Path.Combine(job.OutDir, "train_summary.json"), summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        return new ReportTrainSummary(report, result, load, lr, job.OutDir);
+    }
+
+    /// <summary>`medpeft eval --task report`: generate and score one split.</summary>
+    public static (ReportScores Scores, IReadOnlyList<ReportPair> Predictions, CaptioningLoad Load) Evaluate(string modelDir, string dataDir, string format,
+        string split, ReportTaskOptions? options = null, string device = "cpu", string? adapterDir = null)
+    {
+        var dev = TorchRuntime.ResolveDevice(device);
+        options ??= ReportTaskOptions.For(format);
+        var tokenizer = BlipModelFolder.LoadTokenizer(modelDir);
+        var (model, load) = BlipModelFolder.LoadCaptioning(modelDir, dev);
+        using var _ = model;
+        if (adapterDir is not null) PeftAdapters.Load(model, adapterDir);
+        using var images = new ImageCache(new ImageProcessor(model.Config.VisionConfig.ImageSize, Normalization.Get(options.Normalization)));
+        var batcher = new ReportBatcher(tokenizer, images, options, model.Config.TextConfig.MaxPositionEmbeddings);
+        var samples = Read(format, dataDir, split);
+        var pairs = ReportEvaluation.Predict(model, samples, batcher, options.Decoding, dev, options.BatchSize);
+        return (ReportMetrics.Compute(pairs), pairs, load);
+    }
+
+    public static JsonObject OptionsJson(ReportTaskOptions o) => new()
+    {
+        ["prompt"] = o.Prompt, ["views"] = o.Views, ["cleaning"] = o.Cleaning.ToString(), ["max_words"] = o.MaxWords,
+        ["num_beams"] = o.Decoding.NumBeams, ["max_new_tokens"] = o.Decoding.MaxNewTokens, ["min_new_tokens"] = o.Decoding.MinNewTokens,
+        ["normalization"] = o.Normalization, ["augmentation"] = VqaJobs.AugmentationJson(o.Augmentation),
+    };
+
+    static List<ReportSample> Read(string format, string dir, string split) => DatasetFormats.ReadReports(format, dir, split).ToList();
+}

@@ -1,0 +1,137 @@
+using System.Text.Json.Nodes;
+using MedPeft.Data;
+using MedPeft.Data.Synthetic;
+using MedPeft.Evaluation;
+using MedPeft.Experiments;
+using MedPeft.Models;
+using MedPeft.Models.Blip;
+using MedPeft.Tests.Cli;
+using MedPeft.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MedPeft.Tests.Training;
+
+/// <summary>Report generation (BLIP captioning-style) on the quick benchmark's synthetic IU-Xray split, with a tiny
+/// random BLIP saved in the VQA layout (as the embedded study's pretrained model is).</summary>
+public class ReportTaskTests
+{
+    /// <summary>Quick's IU-Xray split (100 / 15 / 25 studies, two views each), few VQA images (unused here).</summary>
+    static readonly SyntheticBenchOptions Bench = SyntheticBenchOptions.Quick with { TrainImages = 4, ValidationImages = 2, TestImages = 2, PretrainImages = 1 };
+
+    static (string Model, string Data) Setup(string root)
+    {
+        var data = Path.Combine(root, "bench");
+        SyntheticBench.EnsureGenerated(data, Bench);
+        var vocab = Path.Combine(root, "vocab.txt");
+        BlipTokenizer.WriteVocabulary(SyntheticBench.Vocabulary(Bench), vocab);
+        var tok = new BlipTokenizer(vocab);
+        TorchRuntime.Seed(11);
+        using var model = new BlipForQuestionAnswering(BlipPresets.Tiny(tok.VocabSize, tok.DecId, tok.SepId, tok.PadId));
+        BlipInit.Apply(model);
+        var dir = Path.Combine(root, "model");
+        BlipModelFolder.Save(model, dir, vocab);
+        return (dir, data);
+    }
+
+    [Fact]
+    public void A_vqa_folder_loads_as_a_captioning_model_dropping_only_the_text_encoder()
+    {
+        var root = Directory.CreateTempSubdirectory("medpeft-cap-").FullName;
+        var (dir, _) = Setup(root);
+        using var vqa = BlipModelFolder.Load(dir, CPU);
+        var (cap, load) = BlipModelFolder.LoadCaptioning(dir, CPU);
+        using var _ = cap;
+        var encoder = vqa.state_dict().Where(kv => kv.Key.StartsWith("text_encoder.")).ToList();
+        Assert.Equal(encoder.Count, load.DroppedTensors.Count);
+        Assert.Equal(encoder.Sum(kv => kv.Value.numel()), load.DroppedParameters);
+        Assert.Equal("BlipForQuestionAnswering", load.SourceArchitecture);
+        Assert.Contains("text_encoder tensors", load.Describe());
+        var v = vqa.state_dict();
+        foreach (var (k, t) in cap.state_dict()) Assert.True(t.eq(v[k]).all().item<bool>(), k);
+
+        // Saved as a captioning folder, it reloads with nothing dropped.
+        var capDir = Path.Combine(root, "cap");
+        BlipModelFolder.Save(cap, capDir, Path.Combine(dir, "vocab.txt"));
+        Assert.Equal("BlipForConditionalGeneration", BlipModelFolder.LoadConfig(capDir).Architectures![0]);
+        var (again, load2) = BlipModelFolder.LoadCaptioning(capDir, CPU);
+        using var __ = again;
+        Assert.Empty(load2.DroppedTensors);
+    }
+
+    [Fact]
+    public void Batches_mask_the_prompt_and_padding_and_one_view_is_hfs_forward()
+    {
+        var root = Directory.CreateTempSubdirectory("medpeft-repb-").FullName;
+        var (dir, data) = Setup(root);
+        var tok = BlipModelFolder.LoadTokenizer(dir);
+        var (model, _) = BlipModelFolder.LoadCaptioning(dir, CPU);
+        using var m = model;
+        using var images = new ImageCache(new ImageProcessor(64, Normalization.Blip));
+        var samples = DatasetFormats.ReadReports("iu-xray", SyntheticBench.IuXrayRoot(data), "train").Take(3).ToList();
+        var opts = new ReportTaskOptions { Prompt = "findings :", MaxWords = 12 };
+        var batcher = new ReportBatcher(tok, images, opts, 64);
+        Assert.Equal(1 + tok.Encode("findings :", 64).Length - 2, batcher.PromptLength);
+        Assert.Equal(ReportCleaning.Truncate(ReportCleaning.CleanIuXray(samples[0].Report), 12), batcher.Reference(samples[0]));
+        Assert.Equal(12, batcher.Reference(samples[0]).Split(' ').Length);
+
+        // A generated report is put in the references' form: decoding the target ids gives the reference back.
+        var whole = new ReportBatcher(tok, images, opts with { MaxWords = 0 }, 64);
+        var shortest = samples.MinBy(s => s.Report.Length)!;
+        Assert.Equal(whole.Reference(shortest), whole.Candidate(whole.EncodeTarget(shortest).Select(i => (long)i)));
+
+        var x = batcher.Batch(batcher.Prepare(samples, 0), CPU);
+        Assert.Equal([6L, 3, 64, 64], x.PixelValues.shape);   // 3 studies × 2 views
+        var labels = x.Labels.data<long>().ToArray();
+        var ids = x.InputIds.data<long>().ToArray();
+        int w = (int)x.InputIds.shape[1];
+        for (int r = 0; r < 3; r++)
+            for (int j = 0; j < w; j++)
+            {
+                bool prompt = j < batcher.PromptLength, pad = ids[r * w + j] == tok.PadId;
+                Assert.Equal(prompt || pad ? -100 : ids[r * w + j], labels[r * w + j]);
+            }
+        Assert.Equal(tok.DecId, ids[0]);
+        var loss2 = ReportBatcher.Loss(model, x).item<float>();
+        Assert.True(float.IsFinite(loss2) && loss2 > 0);
+
+        var one = new ReportBatcher(tok, images, opts with { Views = 1 }, 64);
+        var y = one.Batch(one.Prepare(samples, 0), CPU);
+        Assert.Equal([3L, 3, 64, 64], y.PixelValues.shape);
+        var viaHf = model.forward(new BlipCaptionInput(y.PixelValues, y.InputIds, y.AttentionMask, y.Labels)).Loss!.item<float>();
+        Assert.Equal(viaHf, ReportBatcher.Loss(model, y).item<float>(), 5);
+
+        var bad = samples[0] with { ImagePaths = [samples[0].ImagePaths[0]] };
+        var e = Assert.Throws<MedPeftException>(() => batcher.Prepare([bad], 0));
+        Assert.Contains(bad.Id, e.Message);
+    }
+
+    [Fact]
+    public void FineTune_entry_point_trains_and_scores_the_synthetic_iu_xray_split()
+    {
+        var root = Directory.CreateTempSubdirectory("medpeft-repft-").FullName;
+        var (dir, data) = Setup(root);
+        var iu = SyntheticBench.IuXrayRoot(data);
+        List<ReportSample> Split(string s) => DatasetFormats.ReadReports("iu-xray", iu, s).ToList();
+        var (train, val, test) = (Split("train"), Split("validation"), Split("test"));
+        Assert.Equal((100, 15, 25), (train.Count, val.Count, test.Count));
+        // The whole train split for one epoch; selection on 5 validation studies, 10 test studies (test-time budget).
+        var options = new ReportTaskOptions { BatchSize = 20, ValidationLimit = 5, Decoding = new GenerationOptions(MaxNewTokens: 16, MinNewTokens: 5, NumBeams: 2) };
+        var r = ReportJobs.FineTune(dir, "ln", 1e-2, 1, train, val, test.Take(10).ToList(), CPU, seed: 3, options);
+        Assert.Equal(5, r.Steps);
+        Assert.Equal(10, r.TestPredictions.Count);
+        Assert.All(r.TestPredictions, p => Assert.True(p.Candidate.Split(' ', StringSplitOptions.RemoveEmptyEntries).Length >= 1));
+        using (var vqa = BlipModelFolder.Load(dir, CPU))
+        {
+            long expectedTotal = vqa.parameters().Sum(p => p.numel()) - vqa.text_encoder.parameters().Sum(p => p.numel());
+            Assert.Equal(expectedTotal, r.Total);
+        }
+        Assert.InRange(r.Trainable, 1, r.Total / 10);
+        foreach (var s in new[] { r.Test.Bleu1, r.Test.Bleu4, r.Test.RougeL }) Assert.InRange(s, 0, 1);
+        Assert.True(r.Test.Cider >= 0);
+        Assert.NotNull(r.BestValidationBleu4);
+        Assert.True(r.TrainSeconds > 0 && r.PeakMemoryBytes > 0);
+        // The scores are pycocoevalcap's on the returned pairs.
+        Assert.Equal(ReportMetrics.Compute(r.TestPredictions).Bleu4, r.Test.Bleu4, 12);
+    }
+}
