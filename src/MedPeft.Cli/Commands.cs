@@ -90,8 +90,11 @@ static class Commands
             var summary = ConsoleUi.WithStudyProgress(ui => new StudyRunner(spec, options, ui).Run());
             if (options.RunIndex is not null)
             {
-                Console.WriteLine(summary.Failures.Count == 0 ? $"run {options.RunIndex} done ({(summary.RanHere == 1 ? "ran here" : "already recorded")})" : summary.Failures[0]);
-                return summary.Failures.Count == 0 ? 0 : 1;
+                if (summary.Failures.Count > 0) { Console.Error.WriteLine($"medpeft: {summary.Failures[0]}"); return 1; }
+                var key = plan.Runs[options.RunIndex.Value].Key;
+                if (!summary.Finished.Any(f => f.Key == key)) { Console.WriteLine($"run {options.RunIndex} is claimed by another live process; not run here"); return 0; }
+                Console.WriteLine($"run {options.RunIndex} done ({(summary.RanHere == 1 ? "ran here" : "already recorded")})");
+                return 0;
             }
             return Finish(spec, outDir, summary.Finished, summary.Failures,
                 $"study finished in {summary.Seconds:F0} s: {summary.RanHere} run(s) ran here, {summary.Skipped} already recorded");

@@ -104,8 +104,13 @@ static class ConsoleUi
             Console.WriteLine($"== run {run.Index}: {run.Method} · {run.Dataset.Name} · seed {run.Seed} ({run.Key})");
             return new PlainProgress(run.Method);
         }
-        public void RunFinished(StudyRun run, System.Text.Json.Nodes.JsonObject result) =>
-            Console.WriteLine($"== run {run.Index} finished: {result["metrics"]?.ToJsonString()} lr {result["learning_rate"]}");
+        public void RunFinished(StudyRun run, System.Text.Json.Nodes.JsonObject result)
+        {
+            var test = result["metrics"]?["test"];
+            string Acc(string k) => ResultsTables.Number(test?[k]) is double v ? Pct(v) : "–";
+            Console.WriteLine($"== run {run.Index} finished in {ResultsTables.Number(result["wall_seconds"]):F0} s: overall {Acc("overall_acc")} (closed {Acc("closed_acc")}, open {Acc("open_acc")})"
+                              + (run.Strategy.IsZeroShot ? "" : $", lr {ResultsTables.Number(result["learning_rate"]):G3}"));
+        }
     }
 
     sealed class SpectreProgress(ProgressTask task) : IProgress<TrainProgress>

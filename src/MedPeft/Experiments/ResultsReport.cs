@@ -174,6 +174,8 @@ public static class ResultsReport
         foreach (var c in curves)
         {
             sb.Append($"<polyline points=\"{string.Join(" ", c.LossCurve.Select(p => $"{N(f.X(p.Step))},{N(f.Y(p.Loss))}"))}\" fill=\"none\" stroke=\"{colors[c.Method]}\" stroke-width=\"2\"><title>{E(c.Method)}</title></polyline>");
+            if (c.LossCurve.Count <= 25)   // few logged points: mark them so a one-point curve still shows
+                foreach (var p in c.LossCurve) sb.Append($"<circle cx=\"{N(f.X(p.Step))}\" cy=\"{N(f.Y(p.Loss))}\" r=\"3\" fill=\"{colors[c.Method]}\"/>");
             double ly = T + 14 + 14 * k++;
             sb.Append($"<line x1=\"{W - R - 150}\" y1=\"{N(ly - 4)}\" x2=\"{W - R - 132}\" y2=\"{N(ly - 4)}\" stroke=\"{colors[c.Method]}\" stroke-width=\"3\"/><text x=\"{W - R - 128}\" y=\"{N(ly)}\">{E(c.Method)}</text>");
         }

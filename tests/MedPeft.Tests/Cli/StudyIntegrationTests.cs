@@ -11,17 +11,23 @@ public static class QuickStudy
 {
     public sealed record Result(string Root, string Cache, string OutDir, CliRunner.Result Cli);
 
+    static readonly string Root = Directory.CreateTempSubdirectory("medpeft-study-").FullName;
+
+    /// <summary>The benchmark + pretrained-model cache shared by the study tests of this process; set
+    /// MEDPEFT_TEST_QUICK_CACHE to keep it across test runs while iterating (then pretraining is not re-tested).</summary>
+    public static string Cache { get; } = Environment.GetEnvironmentVariable("MEDPEFT_TEST_QUICK_CACHE") is { Length: > 0 } c ? c : Path.Combine(Root, "cache");
+
     static readonly Lazy<Result> Once = new(() =>
     {
-        var root = Directory.CreateTempSubdirectory("medpeft-study-").FullName;
-        var cache = Path.Combine(root, "cache");
+        var root = Root;
+        var cache = Cache;
         var outDir = Path.Combine(root, "out");
         var r = CliRunner.Run(new Dictionary<string, string> { ["MEDPEFT_CACHE"] = cache }, "study", "--quick", "--out", outDir, "--threads", "2");
         return new Result(root, cache, outDir, r);
     });
 
     public static Result Get() => Once.Value;
-    public static Dictionary<string, string> Env => new() { ["MEDPEFT_CACHE"] = Get().Cache };
+    public static Dictionary<string, string> Env => new() { ["MEDPEFT_CACHE"] = Cache };
 }
 
 public class StudyIntegrationTests
