@@ -129,7 +129,7 @@ public sealed class EmbeddedStudy : IDisposable
         double rate;
         if (run.LrAuto)
         {
-            (rate, trials) = LrSweep.Pick(run.Strategy.Spec, (lr, steps) =>
+            (rate, trials) = LrSweep.Pick(run.Strategy.Spec, run.Training.LrSweepSteps, (lr, steps) =>
             {
                 using var m = Model(run.Model);
                 TorchRuntime.Seed(run.Seed);

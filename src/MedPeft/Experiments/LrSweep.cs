@@ -8,8 +8,8 @@ namespace MedPeft.Experiments;
 public static class LrSweep
 {
     public static readonly double[] Factors = [0.1, 1.0 / 3, 1, 3, 10];
-    /// <summary>Optimizer steps per trial and validation questions scored per trial.</summary>
-    public static int Steps { get; set; } = 30;
+    /// <summary>Optimizer steps per trial (a study file's lr_sweep_steps overrides) and validation questions scored per trial.</summary>
+    public const int DefaultSteps = 30;
     public const int ValidationQuestions = 60;
 
     public static IReadOnlyList<double> Grid(string strategy) =>
@@ -18,13 +18,13 @@ public static class LrSweep
     /// <summary>Two significant digits, so the recorded rate reads like one a person would write (3e-3, 1e-2).</summary>
     static double Round(double x) => double.Parse(x.ToString("G2", System.Globalization.CultureInfo.InvariantCulture), System.Globalization.CultureInfo.InvariantCulture);
 
-    public static (double Picked, IReadOnlyList<LrTrial> Trials) Pick(string strategy, Func<double, int, LrTrial> trial, Action<string>? stage = null)
+    public static (double Picked, IReadOnlyList<LrTrial> Trials) Pick(string strategy, int steps, Func<double, int, LrTrial> trial, Action<string>? stage = null)
     {
         var trials = new List<LrTrial>();
         foreach (var lr in Grid(strategy))
         {
             stage?.Invoke($"lr range test {strategy}: {lr:G2}");
-            trials.Add(trial(lr, Steps));
+            trials.Add(trial(lr, steps));
         }
         return (Choose(trials), trials);
     }

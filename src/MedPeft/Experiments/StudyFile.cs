@@ -13,7 +13,7 @@ namespace MedPeft.Experiments;
 /// the format.</summary>
 public static class StudyFile
 {
-    static readonly string[] TopLevel = ["name", "models", "tasks", "datasets", "strategies", "learning_rate", "epochs", "max_steps", "batch_size", "seeds", "validation_limit", "test_limit", "zero_shot"];
+    static readonly string[] TopLevel = ["name", "models", "tasks", "datasets", "strategies", "learning_rate", "epochs", "max_steps", "batch_size", "seeds", "validation_limit", "test_limit", "zero_shot", "lr_sweep_steps"];
 
     public static StudySpec Load(string path)
     {
@@ -63,6 +63,7 @@ public static class StudyFile
             BatchSize = r.Int(root, "batch_size", 32, min: 1),
             ValidationLimit = r.Int(root, "validation_limit", 0, min: 0),
             TestLimit = r.Int(root, "test_limit", 0, min: 0),
+            LrSweepSteps = r.Int(root, "lr_sweep_steps", LrSweep.DefaultSteps, min: 1),
             Seeds = r.Opt(root, "seeds") is { } sn
                 ? (sn is YamlSequenceNode ? r.Seq(sn, "seeds").Select((x, i) => r.Long(x, $"seeds[{i}]")).ToList() : [r.Long(sn, "seeds")])
                 : [42],

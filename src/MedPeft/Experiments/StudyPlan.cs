@@ -17,8 +17,10 @@ public sealed record StudyRun(int Index, StudyModel Model, StudyDataset Dataset,
 
     /// <summary>The canonical configuration: every field that changes the result, in a fixed order. Timing-only
     /// settings (threads, device) are not part of it.</summary>
-    public JsonObject Config() => new()
+    public JsonObject Config()
     {
+        var config = new JsonObject
+        {
         ["model"] = Model.IsEmbedded
             ? new JsonObject { ["name"] = Model.Name, ["preset"] = Model.Preset, ["pretrain_seed"] = Model.PretrainSeed }
             : new JsonObject { ["name"] = Model.Name, ["preset"] = Model.Preset, ["path"] = Model.Path },
@@ -38,7 +40,10 @@ public sealed record StudyRun(int Index, StudyModel Model, StudyDataset Dataset,
         ["validation_limit"] = Training.ValidationLimit,
         ["test_limit"] = Training.TestLimit,
         ["seed"] = Seed,
-    };
+        };
+        if (LrAuto) config["lr_sweep_steps"] = Training.LrSweepSteps;   // only range-tested runs depend on it
+        return config;
+    }
 
     /// <summary>SHA-256 of the canonical configuration JSON (first 16 hex digits): the same run in another study file
     /// or process gets the same key, so restarts and concurrent workers agree on what is done.</summary>

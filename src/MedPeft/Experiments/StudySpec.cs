@@ -70,6 +70,8 @@ public sealed record StudyTraining
     /// <summary>Test questions scored (0 = all); for smoke tests of a study file.</summary>
     public int TestLimit { get; init; }
     public IReadOnlyList<long> Seeds { get; init; } = [42];
+    /// <summary>Optimizer steps per trial of the LR range test (learning_rate: auto).</summary>
+    public int LrSweepSteps { get; init; } = LrSweep.DefaultSteps;
 }
 
 /// <summary>A parsed study file (or the built-in grid): the cross product models × datasets × strategies × learning

@@ -66,7 +66,7 @@ public sealed class VqaStudyTask : IStudyTask
         if (run.LrAuto)
         {
             var sweepDir = Path.Combine(ctx.RunDir, "lr-sweep");
-            (var picked, trials) = LrSweep.Pick(run.Strategy.Spec, (lr, steps) =>
+            (var picked, trials) = LrSweep.Pick(run.Strategy.Spec, run.Training.LrSweepSteps, (lr, steps) =>
             {
                 try
                 {

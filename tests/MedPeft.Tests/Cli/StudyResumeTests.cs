@@ -113,3 +113,33 @@ public class StudyResumeTests
         Assert.Equal(csv, Deterministic(outDir));
     }
 }
+
+public class StudyLrSweepTests
+{
+    [Fact]
+    public void Lr_auto_runs_a_range_test_and_records_the_picked_rate_and_the_trials()
+    {
+        var dir = Directory.CreateTempSubdirectory("medpeft-lrsweep-").FullName;
+        var file = Path.Combine(dir, "s.yaml");
+        File.WriteAllText(file, """
+            models: [embedded]
+            datasets: [{format: embedded, size: quick}]
+            strategies: [{spec: ln, learning_rate: auto}]
+            lr_sweep_steps: 2
+            epochs: 1
+            max_steps: 2
+            validation_limit: 8
+            test_limit: 8
+            seeds: [1]
+            """);
+        var r = CliRunner.Run(QuickStudy.Env, "study", file, "--out", Path.Combine(dir, "out"), "--threads", "1");
+        Assert.True(r.ExitCode == 0, r.StdErr + r.StdOut);
+        var run = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "out", "results.json")))!.AsArray().Single()!;
+        Assert.Equal("lr-sweep", run["learning_rate_source"]!.GetValue<string>());
+        var trials = run["lr_sweep"]!.AsArray().Select(t => t!["learning_rate"]!.GetValue<double>()).ToList();
+        Assert.Equal(MedPeft.Experiments.LrSweep.Grid("ln"), trials);
+        Assert.Contains(run["learning_rate"]!.GetValue<double>(), trials);
+        Assert.Equal(2, run["config"]!["lr_sweep_steps"]!.GetValue<int>());
+        Assert.Contains("lr range test ln", r.StdOut);
+    }
+}
