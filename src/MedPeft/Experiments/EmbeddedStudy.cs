@@ -116,7 +116,7 @@ public sealed class EmbeddedStudy : IDisposable
             var clock = Stopwatch.StartNew();
             long total = ModelUtils.UniqueParameters(untuned).Sum(p => p.Param.numel());
             var scores = VqaEvaluation.Evaluate(untuned, test, Batcher, VqaEvaluation.MissDecoding, _device);
-            return RunOutcome.ZeroShot(total, new() { ["test"] = scores }, PeakMemory.Bytes(), clock.Elapsed.TotalSeconds);
+            return RunOutcome.ZeroShot(total, new() { ["test"] = RunOutcome.Scores(scores) }, PeakMemory.Bytes(), clock.Elapsed.TotalSeconds);
         }
 
         TrainResult Train(BlipForQuestionAnswering model, double lr, int? maxSteps, List<VqaSample> val, string? log, IProgress<TrainProgress>? progress) =>
@@ -149,7 +149,7 @@ public sealed class EmbeddedStudy : IDisposable
         var report = TuningStrategy.Parse(run.Strategy.Spec, TowerLayout.Blip, run.Strategy.Methods(TowerLayout.Blip)).Apply(model);
         var result = Train(model, rate, null, validation, ctx.LogPath, ctx.Progress);
         var testScores = VqaEvaluation.Evaluate(model, test, Batcher, VqaEvaluation.MissDecoding, _device);
-        return new RunOutcome(report.Trainable, report.Total, rate, trials, result, new() { ["test"] = testScores });
+        return new RunOutcome(report.Trainable, report.Total, rate, trials, result, new() { ["test"] = RunOutcome.Scores(testScores) });
     }
 
     /// <summary>Pretrains the tiny model once per benchmark/config/seed and caches it as an HF-layout folder

@@ -161,8 +161,14 @@ public static class StudyFile
         }
         if (spec != StudyStrategy.ZeroShot)
         {
+            // Towers differ by family (text/vision for BLIP, llm/vision/projector for LLaVA): valid for either is enough here;
+            // the run applies it to its model's layout.
             try { TuningStrategy.Parse(spec, TowerLayout.Blip); }
-            catch (MedPeftException e) { throw r.Error(n, field, e.Message); }
+            catch (MedPeftException e)
+            {
+                try { TuningStrategy.Parse(spec, TowerLayout.Llava); }
+                catch (MedPeftException) { throw r.Error(n, field, e.Message); }
+            }
         }
         label ??= options.Count == 0 ? spec : $"{spec} ({string.Join(", ", options.Select(o => $"{o.Key} {o.Value}"))})";
         return new StudyStrategy(label, spec, options, lrs);

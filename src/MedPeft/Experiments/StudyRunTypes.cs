@@ -14,14 +14,15 @@ public sealed record RunContext(string RunDir, string CacheDir, string Device, I
 /// validation) and the last logged training loss.</summary>
 public sealed record LrTrial(double LearningRate, double? Validation, double FinalLoss);
 
-/// <summary>What one run measured. Metrics are keyed by split / test set: "test", "validation", "extra:NAME".</summary>
+/// <summary>What one run measured. Metrics are keyed by split / test set ("test", "extra:NAME"), each a JSON object
+/// of numbers named by the task (VQA: <see cref="Scores"/>; report generation: BLEU_1..4, ROUGE_L, CIDEr, …).</summary>
 public sealed record RunOutcome(long Trainable, long Total, double LearningRate, IReadOnlyList<LrTrial> LrSweep, TrainResult? Train,
-    Dictionary<string, VqaScores> Metrics)
+    Dictionary<string, JsonObject> Metrics)
 {
     public long? ZeroShotPeak { get; init; }
     public double ZeroShotSeconds { get; init; }
 
-    public static RunOutcome ZeroShot(long total, Dictionary<string, VqaScores> metrics, long peak, double seconds) =>
+    public static RunOutcome ZeroShot(long total, Dictionary<string, JsonObject> metrics, long peak, double seconds) =>
         new(0, total, 0, [], null, metrics) { ZeroShotPeak = peak, ZeroShotSeconds = seconds };
 
     /// <summary>The stored result JSON (the schema docs/study-files.md describes).</summary>
@@ -50,7 +51,7 @@ public sealed record RunOutcome(long Trainable, long Total, double LearningRate,
         ["peak_memory_bytes"] = Train?.PeakMemoryBytes ?? ZeroShotPeak ?? 0,
         ["wall_seconds"] = wallSeconds,
         ["code_version"] = codeVersion,
-        ["metrics"] = new JsonObject(Metrics.Select(m => KeyValuePair.Create(m.Key, (JsonNode?)Scores(m.Value)))),
+        ["metrics"] = new JsonObject(Metrics.Select(m => KeyValuePair.Create(m.Key, (JsonNode?)m.Value.DeepClone()))),
         ["loss_curve"] = new JsonArray((Train?.LossCurve ?? []).Select(p => (JsonNode)new JsonArray(p.Step, p.Loss)).ToArray()),
     };
 

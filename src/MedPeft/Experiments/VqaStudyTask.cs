@@ -31,14 +31,14 @@ public sealed class VqaStudyTask : IStudyTask
                 throw new MedPeftException($"{run.Dataset.Name}.{field}: \"{split}\" — training reads the dataset's {canonical} split (VqaJobs); other split names are not supported yet");
 
         var decoding = VqaEvaluation.MissDecoding;
-        Dictionary<string, VqaScores> Score(string dir)
+        Dictionary<string, System.Text.Json.Nodes.JsonObject> Score(string dir)
         {
-            var metrics = new Dictionary<string, VqaScores>
+            var metrics = new Dictionary<string, System.Text.Json.Nodes.JsonObject>
             {
-                ["test"] = VqaJobs.Evaluate(dir, run.Dataset.Dir!, run.Dataset.Format, run.Dataset.Test, decoding, ctx.Device).Scores,
+                ["test"] = RunOutcome.Scores(VqaJobs.Evaluate(dir, run.Dataset.Dir!, run.Dataset.Format, run.Dataset.Test, decoding, ctx.Device).Scores),
             };
             foreach (var extra in run.Dataset.ExtraTests)
-                metrics[$"extra:{extra.Name}"] = VqaJobs.Evaluate(dir, extra.Dir, extra.Format, extra.Split, decoding, ctx.Device).Scores;
+                metrics[$"extra:{extra.Name}"] = RunOutcome.Scores(VqaJobs.Evaluate(dir, extra.Dir, extra.Format, extra.Split, decoding, ctx.Device).Scores);
             return metrics;
         }
 
@@ -47,8 +47,8 @@ public sealed class VqaStudyTask : IStudyTask
             PeakMemory.Reset();
             var clock = System.Diagnostics.Stopwatch.StartNew();
             var metrics = Score(modelDir);
-            long total = 0;
-            using (var m = Models.Blip.BlipModelFolder.Load(modelDir, TorchSharp.torch.CPU))
+            long total;
+            using (var m = Models.Presets.FromFolder(modelDir).BuildOnMeta())   // count on the meta device: no weights loaded
                 total = Models.ModelUtils.UniqueParameters(m).Sum(p => p.Param.numel());
             return RunOutcome.ZeroShot(total, metrics, PeakMemory.Bytes(), clock.Elapsed.TotalSeconds);
         }
@@ -57,7 +57,7 @@ public sealed class VqaStudyTask : IStudyTask
         {
             ModelDir = modelDir, DataDir = run.Dataset.Dir!, Format = run.Dataset.Format, Strategy = run.Strategy.Spec, OutDir = outDir,
             Device = ctx.Device, LearningRate = lr, ValidationLimit = validationLimit,
-            Lora = run.Strategy.Methods(Tuning.TowerLayout.Blip)?["lora"] is Tuning.LoraMethod l ? l.Config : null,
+            Lora = run.Strategy.Methods(Models.Presets.FromFolder(modelDir).Layout)?["lora"] is Tuning.LoraMethod l ? l.Config : null,
             Train = new TrainOptions { Epochs = run.Training.Epochs, MaxSteps = maxSteps ?? run.Training.MaxSteps, BatchSize = run.Training.BatchSize, Seed = run.Seed },
         };
 
