@@ -34,6 +34,8 @@ static class Commands
         var emit = new Option<string[]>("--emit") { Description = "--emit slurm DIR: write a Slurm job-array script (one run per array task) and a collect job", Arity = new ArgumentArity(2, 2), AllowMultipleArgumentsPerToken = true };
         var list = new Option<bool>("--list") { Description = "print the plan (run index, key, done/todo, dataset, method, seed) and exit" };
         var c = new Command("study", "Run a study — every strategy on every model and dataset — into a crash-safe results store, then write paper-style tables (Markdown, CSV) and report.html. Restart to resume; several processes may share one --out.");
+        // An optional positional argument would otherwise swallow a mistyped option as the file name.
+        file.Validators.Add(a => { if (a.GetValueOrDefault<string?>() is { } v && v.StartsWith('-')) a.AddError($"Unrecognized command or argument '{v}'."); });
         rt.AddTo(c); c.Add(file);
         foreach (var o in new Option[] { quick, @out, strategies, cache, epochs, lr, noScratch, lrSweep, runIndex, collect, emit, list }) c.Add(o);
         c.SetAction(r =>
