@@ -137,7 +137,7 @@ public static class ResultsReport
         double lx0 = Math.Floor(Math.Log10(pts.Min(p => p.Share))), lx1 = Math.Ceiling(Math.Log10(pts.Max(p => p.Share)));
         if (lx1 - lx0 < 1) lx1 = lx0 + 1;
         var (y0, y1) = Range(pts.Select(p => p.Score).Append(zeroShot?.Metrics[key].Mean ?? double.NaN));
-        var f = new Frame(lx0, lx1, y0, y1);
+        var f = new Frame(lx0 - 0.12, lx1 + 0.12, y0, y1);   // padding: a point at 100 % is not cut by the frame
         var xticks = Enumerable.Range((int)lx0, (int)(lx1 - lx0) + 1).Select(e => ((double)e, Math.Pow(10, e).ToString("0.#####", Inv) + "%"));
         f.Draw(sb, xticks, LinearTicks(y0, y1), "trainable parameters (% of model, log scale)", ytitle);
         if (zeroShot is not null)
@@ -154,7 +154,8 @@ public static class ResultsReport
             double x = f.X(Math.Log10(share)), y = f.Y(score);
             bool onFront = front.Contains(i);
             sb.Append($"<circle cx=\"{N(x)}\" cy=\"{N(y)}\" r=\"{(onFront ? 7 : 5)}\" fill=\"{colors[row.Method]}\" stroke=\"{(onFront ? "#d62728" : "#fff")}\" stroke-width=\"2\"><title>{E($"{row.Method}: {score:F1} at {share:G3}%")}</title></circle>");
-            sb.Append($"<text x=\"{N(x + 9)}\" y=\"{N(y - 6)}\" fill=\"#333\">{E(row.Method)}</text>");
+            bool right = x > W - R - 90;   // labels near the right edge go to the left of their point
+            sb.Append($"<text x=\"{N(right ? x - 9 : x + 9)}\" y=\"{N(y - 6)}\" fill=\"#333\" text-anchor=\"{(right ? "end" : "start")}\">{E(row.Method)}</text>");
         }
         sb.Append($"<text x=\"{L + 6}\" y=\"{T + 14}\" fill=\"#d62728\">- - Pareto front (ringed)</text>");
         return sb.Append("</svg>").ToString();
@@ -170,6 +171,8 @@ public static class ResultsReport
         y0 = Math.Max(0, y0);
         var f = new Frame(x0, x1, y0, y1);
         f.Draw(sb, LinearTicks(x0, x1), LinearTicks(y0, y1), "optimizer step", "loss");
+        // The legend is drawn last, on a translucent box, so curves do not hide it.
+        var legend = new StringBuilder($"<rect x=\"{W - R - 156}\" y=\"{T + 2}\" width=\"152\" height=\"{14 * curves.Count + 6}\" fill=\"#fff\" fill-opacity=\"0.85\" stroke=\"#ddd\"/>");
         int k = 0;
         foreach (var c in curves)
         {
@@ -177,8 +180,9 @@ public static class ResultsReport
             if (c.LossCurve.Count <= 25)   // few logged points: mark them so a one-point curve still shows
                 foreach (var p in c.LossCurve) sb.Append($"<circle cx=\"{N(f.X(p.Step))}\" cy=\"{N(f.Y(p.Loss))}\" r=\"3\" fill=\"{colors[c.Method]}\"/>");
             double ly = T + 14 + 14 * k++;
-            sb.Append($"<line x1=\"{W - R - 150}\" y1=\"{N(ly - 4)}\" x2=\"{W - R - 132}\" y2=\"{N(ly - 4)}\" stroke=\"{colors[c.Method]}\" stroke-width=\"3\"/><text x=\"{W - R - 128}\" y=\"{N(ly)}\">{E(c.Method)}</text>");
+            legend.Append($"<line x1=\"{W - R - 150}\" y1=\"{N(ly - 4)}\" x2=\"{W - R - 132}\" y2=\"{N(ly - 4)}\" stroke=\"{colors[c.Method]}\" stroke-width=\"3\"/><text x=\"{W - R - 128}\" y=\"{N(ly)}\">{E(c.Method)}</text>");
         }
+        sb.Append(legend);
         return sb.Append("</svg>").ToString();
     }
 
