@@ -20,48 +20,100 @@ static class Commands
     static Command Study()
     {
         var rt = new RuntimeOptions();
-        var quick = new Option<bool>("--quick") { Description = "a reduced study (≤ 90 s on 2 cores)" };
-        var @out = new Option<string?>("--out") { Description = "write results.json and per-run logs here" };
-        var strategies = new Option<string[]>("--strategies") { Description = "strategies to compare (default: full ln ffn attn lora)", AllowMultipleArgumentsPerToken = true };
+        var file = new Argument<string?>("FILE") { Description = "a study file (YAML or JSON, docs/study-files.md); none = the built-in grid on the embedded benchmark", Arity = ArgumentArity.ZeroOrOne };
+        var quick = new Option<bool>("--quick") { Description = "built-in grid: the reduced benchmark (~1-2 min on 2 cores)" };
+        var @out = new Option<string?>("--out") { Description = "output folder: results.db (the store), tables, report.html, runs/ (default: study-NAME)" };
+        var strategies = new Option<string[]>("--strategies") { Description = "built-in grid: strategies to compare (default: every registered method)", AllowMultipleArgumentsPerToken = true };
         var cache = new Option<string?>("--cache") { Description = "benchmark + pretrained-model cache (default: $MEDPEFT_CACHE or ~/.cache/medpeft)" };
-        var epochs = new Option<int?>("--epochs") { Description = "fine-tuning epochs (default: the plan's)" };
-        var lr = new Option<double?>("--lr") { Description = "one learning rate for every strategy (default: per-strategy defaults)" };
-        var noScratch = new Option<bool>("--no-random-init") { Description = "skip the 'full (random init)' row" };
-        var c = new Command("study", "Run the study: pretrain a tiny BLIP/MISS-architecture model on the embedded synthetic benchmark, fine-tune it with each strategy, compare on test.");
-        rt.AddTo(c); c.Add(quick); c.Add(@out); c.Add(strategies); c.Add(cache); c.Add(epochs); c.Add(lr); c.Add(noScratch);
+        var epochs = new Option<int?>("--epochs") { Description = "built-in grid: fine-tuning epochs (default: the plan's)" };
+        var lr = new Option<double?>("--lr") { Description = "built-in grid: one learning rate for every strategy (default: per-strategy defaults)" };
+        var noScratch = new Option<bool>("--no-random-init") { Description = "built-in grid: skip the 'full (random init)' row" };
+        var lrSweep = new Option<bool>("--lr-sweep") { Description = "pick each run's learning rate with a short range test (log grid around the strategy default); recorded with the run" };
+        var runIndex = new Option<int?>("--run-index") { Description = "run only run N of the plan (one Slurm array task); no tables" };
+        var collect = new Option<bool>("--collect") { Description = "run nothing: build the tables and report.html from the results store" };
+        var emit = new Option<string[]>("--emit") { Description = "--emit slurm DIR: write a Slurm job-array script (one run per array task) and a collect job", Arity = new ArgumentArity(2, 2), AllowMultipleArgumentsPerToken = true };
+        var list = new Option<bool>("--list") { Description = "print the plan (run index, key, done/todo, dataset, method, seed) and exit" };
+        var c = new Command("study", "Run a study — every strategy on every model and dataset — into a crash-safe results store, then write paper-style tables (Markdown, CSV) and report.html. Restart to resume; several processes may share one --out.");
+        // An optional positional argument would otherwise swallow a mistyped option as the file name.
+        file.Validators.Add(a => { if (a.GetValueOrDefault<string?>() is { } v && v.StartsWith('-')) a.AddError($"Unrecognized command or argument '{v}'."); });
+        rt.AddTo(c); c.Add(file);
+        foreach (var o in new Option[] { quick, @out, strategies, cache, epochs, lr, noScratch, lrSweep, runIndex, collect, emit, list }) c.Add(o);
         c.SetAction(r =>
         {
             var device = rt.Apply(r);
-            var options = new StudyOptions
+            var path = r.GetValue(file);
+            StudySpec spec;
+            if (path is not null)
             {
-                Quick = r.GetValue(quick), OutDir = r.GetValue(@out), Device = device, Seed = r.GetValue(rt.Seed),
-                CacheDir = r.GetValue(cache) ?? StudyOptions.DefaultCacheDir(), Epochs = r.GetValue(epochs), LearningRate = r.GetValue(lr),
-                IncludeRandomInit = !r.GetValue(noScratch),
-            };
-            if (r.GetValue(strategies) is { Length: > 0 } s)
-            {
-                foreach (var spec in s) TuningStrategy.Parse(spec, TowerLayout.Blip);   // fail fast on a typo
-                options = options with { Strategies = s };
+                foreach (var (o, name) in new (Option, string)[] { (quick, "--quick"), (strategies, "--strategies"), (epochs, "--epochs"), (lr, "--lr"), (noScratch, "--no-random-init") })
+                    if (r.GetResult(o) is { Implicit: false }) throw new MedPeftException($"{name} applies to the built-in grid; with a study file set it in {path}");
+                spec = StudyFile.Load(path);
+                if (r.GetValue(lrSweep))
+                    spec = spec with { Strategies = spec.Strategies.Select(s => s.IsZeroShot ? s : s with { LearningRates = [double.NaN] }).ToList() };
             }
-            if (options.OutDir is not null) Directory.CreateDirectory(options.OutDir);
-            var result = ConsoleUi.WithProgress((progress, stage) =>
-                new EmbeddedStudy(options, new Observer(progress, stage)).Run());
-            var p = result.Pretrain;
-            AnsiConsole.MarkupLine(p.Cached
-                ? $"pretrained model: cached at [grey]{Markup.Escape(p.Dir)}[/]"
-                : $"pretrained model: {p.Seconds:F0} s, loss {p.LossCurve[0].Loss:F3} → {p.LossCurve[^1].Loss:F3}, saved to [grey]{Markup.Escape(p.Dir)}[/]");
-            ConsoleUi.StudyTable(result.Rows);
-            Console.WriteLine($"study finished in {result.Seconds:F0} s" + (options.OutDir is null ? "" : $"; results in {Path.Combine(options.OutDir, "results.json")}"));
-            return 0;
+            else
+            {
+                var s = r.GetValue(strategies) is { Length: > 0 } given ? given : null;
+                foreach (var one in s ?? []) TuningStrategy.Parse(one, TowerLayout.Blip);   // fail fast on a typo
+                spec = StudySpec.Embedded(r.GetValue(quick), s, !r.GetValue(noScratch), r.GetValue(epochs), r.GetValue(lr), r.GetValue(rt.Seed), r.GetValue(lrSweep));
+            }
+            var outDir = r.GetValue(@out) ?? $"study-{spec.Name}";
+            var plan = StudyPlan.Expand(spec);
+
+            if (r.GetValue(emit) is { Length: 2 } e)
+            {
+                if (e[0] != "slurm") throw new MedPeftException($"--emit {e[0]}: only \"slurm\" is supported");
+                if (path is null) throw new MedPeftException("--emit slurm needs a study FILE (the array tasks re-read it)");
+                var self = Environment.ProcessPath is { } pp && Path.GetFileNameWithoutExtension(pp) == "dotnet"
+                    ? $"dotnet {Path.Combine(AppContext.BaseDirectory, "MedPeft.Cli.dll")}" : Environment.ProcessPath ?? "medpeft";
+                var files = SlurmScript.Write(e[1], new SlurmScript.Options(path, outDir, plan.Runs.Count, self, CacheDir: r.GetValue(cache), Device: device));
+                foreach (var f in files) Console.WriteLine($"wrote {f}");
+                Console.WriteLine($"{plan.Runs.Count} runs; submit with: bash {Path.Combine(e[1], "submit.sh")}");
+                return 0;
+            }
+            if (r.GetValue(list))
+            {
+                using var store = new ResultsStore(Path.Combine(outDir, ResultsStore.FileName));
+                foreach (var run in plan.Runs)
+                    Console.WriteLine($"{run.Index,4}  {run.Key}  {(store.IsDone(run.Key) ? "done" : "todo")}  {run.Dataset.Name}  {run.Method}  seed {run.Seed}");
+                foreach (var sk in plan.Skipped) Console.WriteLine($"skipped: {sk}");
+                return 0;
+            }
+            if (r.GetValue(collect))
+            {
+                using var store = new ResultsStore(Path.Combine(outDir, ResultsStore.FileName));
+                var missing = plan.Runs.Where(x => !store.IsDone(x.Key)).Select(m => $"run {m.Index} ({m.Method}, {m.Dataset.Name}, seed {m.Seed}) not finished").ToList();
+                return Finish(spec, outDir, store.Finished(), missing, null);
+            }
+
+            var options = new StudyRunOptions { OutDir = outDir, CacheDir = r.GetValue(cache) ?? StudyCache.DefaultDir(), Device = device, RunIndex = r.GetValue(runIndex) };
+            Console.WriteLine($"study {spec.Name}: {plan.Runs.Count} runs → {Path.GetFullPath(outDir)}");
+            foreach (var sk in plan.Skipped) Console.WriteLine($"skipped: {sk}");
+            var summary = ConsoleUi.WithStudyProgress(ui => new StudyRunner(spec, options, ui).Run());
+            if (options.RunIndex is not null)
+            {
+                if (summary.Failures.Count > 0) { Console.Error.WriteLine($"medpeft: {summary.Failures[0]}"); return 1; }
+                var key = plan.Runs[options.RunIndex.Value].Key;
+                if (!summary.Finished.Any(f => f.Key == key)) { Console.WriteLine($"run {options.RunIndex} is claimed by another live process; not run here"); return 0; }
+                Console.WriteLine($"run {options.RunIndex} done ({(summary.RanHere == 1 ? "ran here" : "already recorded")})");
+                return 0;
+            }
+            return Finish(spec, outDir, summary.Finished, summary.Failures,
+                $"study finished in {summary.Seconds:F0} s: {summary.RanHere} run(s) ran here, {summary.Skipped} already recorded");
         });
         return c;
     }
 
-    sealed class Observer(Func<string, IProgress<TrainProgress>> progress, Action<string> stage) : IStudyObserver
+    /// <summary>Prints the tables and writes results.json, table-*.md/.csv and report.html; exit 1 if anything is missing.</summary>
+    static int Finish(StudySpec spec, string outDir, IReadOnlyList<StoredRun> finished, IReadOnlyList<string> problems, string? headline)
     {
-        public void Stage(string message) => stage(message);
-        public IProgress<TrainProgress>? Training(string name) => progress(name);
-        public void Row(StudyRow row) { }
+        var rows = ResultsTables.Aggregate(finished);
+        foreach (var g in rows.GroupBy(x => (x.Task, x.Dataset))) ConsoleUi.StudyTable($"{g.Key.Task} · {g.Key.Dataset} (test, accuracy %)", g.ToList());
+        var files = ResultsTables.WriteAll(outDir, $"MedPeft study: {spec.Name}", finished);
+        if (headline is not null) Console.WriteLine(headline);
+        Console.WriteLine($"results in {Path.GetFullPath(outDir)}: {string.Join(", ", files.Select(Path.GetFileName))}, runs/ (log.jsonl + TensorBoard events per run)");
+        foreach (var p in problems) Console.Error.WriteLine($"medpeft: {p}");
+        return problems.Count == 0 ? 0 : 1;
     }
 
     static Command Train()

@@ -41,6 +41,78 @@ static class ConsoleUi
         return result;
     }
 
+    /// <summary>Runs a study with two levels of progress: the grid (runs done / total, ETA) on top and the current
+    /// run's training bar below it. Plain lines when output is redirected.</summary>
+    public static T WithStudyProgress<T>(Func<IStudyProgress, T> work)
+    {
+        if (!Interactive) return work(new PlainStudyProgress());
+        T result = default!;
+        AnsiConsole.Progress()
+            .AutoClear(false)
+            .HideCompleted(true)
+            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+            .Start(ctx =>
+            {
+                var ui = new SpectreStudyProgress(ctx);
+                result = work(ui);
+                ui.Close();
+            });
+        return result;
+    }
+
+    sealed class SpectreStudyProgress(ProgressContext ctx) : IStudyProgress
+    {
+        readonly ProgressTask _grid = ctx.AddTask("[bold]study[/]", maxValue: 1);
+        ProgressTask? _stage;
+
+        public void Stage(string message)
+        {
+            _stage?.StopTask();
+            _stage = ctx.AddTask($"[grey]{Markup.Escape(message)}[/]", maxValue: 1);
+            _stage.IsIndeterminate = true;
+        }
+
+        public void Overall(int done, int total, TimeSpan? eta)
+        {
+            _grid.MaxValue = Math.Max(1, total);
+            _grid.Value = done;
+            _grid.Description = $"[bold]study[/] {done}/{total} runs" + (eta is TimeSpan e ? $" [grey]eta {e:hh\\:mm\\:ss}[/]" : "");
+        }
+
+        public IProgress<TrainProgress>? RunStarted(StudyRun run)
+        {
+            _stage?.StopTask();
+            return new SpectreProgress(ctx.AddTask(Markup.Escape($"{run.Index}: {run.Method} · {run.Dataset.Name} · seed {run.Seed}")));
+        }
+
+        public void RunFinished(StudyRun run, System.Text.Json.Nodes.JsonObject result) => _stage?.StopTask();
+
+        public void Close() { _stage?.StopTask(); _grid.StopTask(); }
+    }
+
+    sealed class PlainStudyProgress : IStudyProgress
+    {
+        string _last = "";
+        public void Stage(string message) => Console.WriteLine($"== {message}");
+        public void Overall(int done, int total, TimeSpan? eta)
+        {
+            var line = $"[study] {done}/{total} runs done" + (eta is TimeSpan e ? $", eta {e:hh\\:mm\\:ss}" : "");
+            if (line != _last) Console.WriteLine(_last = line);
+        }
+        public IProgress<TrainProgress>? RunStarted(StudyRun run)
+        {
+            Console.WriteLine($"== run {run.Index}: {run.Method} · {run.Dataset.Name} · seed {run.Seed} ({run.Key})");
+            return new PlainProgress(run.Method);
+        }
+        public void RunFinished(StudyRun run, System.Text.Json.Nodes.JsonObject result)
+        {
+            var test = result["metrics"]?["test"];
+            string Acc(string k) => ResultsTables.Number(test?[k]) is double v ? Pct(v) : "–";
+            Console.WriteLine($"== run {run.Index} finished in {ResultsTables.Number(result["wall_seconds"]):F0} s: overall {Acc("overall_acc")} (closed {Acc("closed_acc")}, open {Acc("open_acc")})"
+                              + (run.Strategy.IsZeroShot ? "" : $", lr {ResultsTables.Number(result["learning_rate"]):G3}"));
+        }
+    }
+
     sealed class SpectreProgress(ProgressTask task) : IProgress<TrainProgress>
     {
         readonly string _name = task.Description;
@@ -71,16 +143,30 @@ static class ConsoleUi
     public static string Pct(double x) => double.IsFinite(x) ? x.ToString("F1", System.Globalization.CultureInfo.InvariantCulture) : "–";
     public static string Bytes(long b) => $"{b / (1024.0 * 1024.0):F0} MiB";
 
-    public static void StudyTable(IReadOnlyList<StudyRow> rows)
+    public static void StudyTable(string title, IReadOnlyList<ResultsRow> rows)
     {
-        var t = new Table().Border(TableBorder.Rounded).Title("Med-VQA on the embedded benchmark (test split, accuracy %)");
-        foreach (var h in new[] { "strategy", "trainable", "%", "closed", "open", "overall", "open recall", "train s", "steps/s", "peak mem" })
-            t.AddColumn(new TableColumn(h) { Alignment = h == "strategy" ? Justify.Left : Justify.Right });
+        var metrics = rows.SelectMany(r => r.Metrics.Keys).Distinct().ToList();
+        var t = new Table().Border(TableBorder.Rounded).Title(Markup.Escape(title));
+        var heads = new List<string> { "method", "trainable", "%" };
+        heads.AddRange(metrics.Select(MetricTitle));
+        heads.AddRange(["train s", "steps/s", "peak mem"]);
+        foreach (var h in heads) t.AddColumn(new TableColumn(Markup.Escape(h)) { Alignment = h == "method" ? Justify.Left : Justify.Right });
         foreach (var r in rows)
-            t.AddRow(Markup.Escape(r.Strategy), Count(r.Trainable), r.TrainableShare.ToString(r.TrainableShare < 1 ? "F4" : "F2"),
-                Pct(r.Test.ClosedAccuracy), Pct(r.Test.OpenAccuracy), Pct(r.Test.OverallAccuracy), Pct(r.Test.OpenTokenRecall),
-                r.Steps == 0 ? "–" : r.TrainSeconds.ToString("F0"), r.Steps == 0 ? "–" : r.StepsPerSecond.ToString("F2"), Bytes(r.PeakMemoryBytes));
+        {
+            var cells = new List<string> { Markup.Escape(r.Method), Count(r.Trainable), r.SharePercent.ToString(r.SharePercent < 1 ? "F4" : "F2", System.Globalization.CultureInfo.InvariantCulture) };
+            cells.AddRange(metrics.Select(m => r.Metrics.TryGetValue(m, out var v) ? Pct(v.Mean) + (r.Seeds > 1 ? $" ± {Pct(v.Std)}" : "") : "–"));
+            cells.AddRange([r.ZeroShot ? "–" : r.TrainSeconds.ToString("F0"), r.ZeroShot ? "–" : r.StepsPerSecond.ToString("F2"), $"{r.PeakMemoryMiB:F0} MiB"]);
+            t.AddRow(cells.ToArray());
+        }
         AnsiConsole.Write(t);
+    }
+
+    /// <summary>"test.overall_acc" → "overall", "extra:slake.overall_acc" → "slake overall".</summary>
+    static string MetricTitle(string key)
+    {
+        var (split, field) = (key[..key.IndexOf('.')], key[(key.IndexOf('.') + 1)..]);
+        var name = field switch { "closed_acc" => "closed", "open_acc" => "open", "overall_acc" => "overall", "open_token_recall" => "open recall", _ => field };
+        return split == "test" ? name : $"{split.Replace("extra:", "")} {name}";
     }
 
     public static void TrainableTable(string arch, string strategy, TrainableReport r)

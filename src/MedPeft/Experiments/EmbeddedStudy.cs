@@ -13,178 +13,167 @@ using static TorchSharp.torch;
 
 namespace MedPeft.Experiments;
 
-public sealed record StudyOptions
+/// <summary>Where the embedded benchmark and its pretrained model are cached between runs.</summary>
+public static class StudyCache
 {
-    public bool Quick { get; init; }
-    /// <summary>Where the benchmark and the pretrained model are cached between runs.</summary>
-    public string CacheDir { get; init; } = DefaultCacheDir();
-    public string? OutDir { get; init; }
-    public string Device { get; init; } = "cpu";
-    public long Seed { get; init; } = 42;
-    public IReadOnlyList<string> Strategies { get; init; } = ["full", "ln", "ffn", "attn", "lora"];
-    /// <summary>Adds "full (random init)": the same fine-tuning without pretraining, to show what pretraining buys.</summary>
-    public bool IncludeRandomInit { get; init; } = true;
-    public int? Epochs { get; init; }
-    /// <summary>Overrides every strategy's default learning rate (for sweeps).</summary>
-    public double? LearningRate { get; init; }
-
-    public static string DefaultCacheDir() =>
+    public static string DefaultDir() =>
         Environment.GetEnvironmentVariable("MEDPEFT_CACHE") is { Length: > 0 } env ? env
             : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "medpeft");
 }
 
-/// <summary>One row of the study table.</summary>
-public sealed record StudyRow(string Strategy, string Kind, long Trainable, long Total, VqaScores Test, double? BestValidation,
-    double LearningRate, int Steps, double TrainSeconds, double StepsPerSecond, long PeakMemoryBytes)
+/// <summary>An exclusive lock on a file (flock on Linux via FileShare.None), held while the cache is filled.</summary>
+sealed class CacheLock : IDisposable
 {
-    public double TrainableShare => Total == 0 ? 0 : 100.0 * Trainable / Total;
-
-    public JsonObject ToJson() => new()
+    readonly FileStream _file;
+    CacheLock(FileStream file) => _file = file;
+    public static CacheLock Acquire(string path, CancellationToken cancel)
     {
-        ["strategy"] = Strategy,
-        ["kind"] = Kind,
-        ["trainable"] = Trainable,
-        ["total"] = Total,
-        ["trainable_percent"] = TrainableShare,
-        ["closed_acc"] = Json(Test.ClosedAccuracy),
-        ["open_acc"] = Json(Test.OpenAccuracy),
-        ["overall_acc"] = Json(Test.OverallAccuracy),
-        ["open_token_recall"] = Json(Test.OpenTokenRecall),
-        ["closed_count"] = Test.Closed,
-        ["open_count"] = Test.Open,
-        ["best_validation_acc"] = BestValidation is double v ? Json(v) : null,
-        ["learning_rate"] = LearningRate,
-        ["steps"] = Steps,
-        ["train_seconds"] = TrainSeconds,
-        ["steps_per_second"] = StepsPerSecond,
-        ["peak_memory_bytes"] = PeakMemoryBytes,
-    };
-
-    static JsonNode? Json(double x) => double.IsFinite(x) ? JsonValue.Create(x) : null;
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        while (true)
+        {
+            try { return new CacheLock(new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None)); }
+            catch (IOException) { cancel.ThrowIfCancellationRequested(); Thread.Sleep(500); }
+        }
+    }
+    public void Dispose() => _file.Dispose();
 }
 
 public sealed record PretrainSummary(string Dir, bool Cached, IReadOnlyList<(int Step, double Loss)> LossCurve, double Seconds);
 
-public sealed record StudyResult(IReadOnlyList<StudyRow> Rows, PretrainSummary Pretrain, string BenchDir, double Seconds);
-
-/// <summary>What the study tells its caller while it runs (the CLI draws progress bars from it).</summary>
-public interface IStudyObserver
+/// <summary>The embedded benchmark for one size and pretraining seed: the synthetic benchmark (generated once,
+/// cached), the tiny BLIP/MISS-architecture model pretrained on its captions (cached), the Med-VQA splits with their
+/// images preloaded — and one study run on it (<see cref="Run"/>). A study process keeps one per (size, seed).</summary>
+public sealed class EmbeddedStudy : IDisposable
 {
-    void Stage(string message);
-    IProgress<TrainProgress>? Training(string name);
-    void Row(StudyRow row);
-}
-
-/// <summary>The embedded study: generate the synthetic benchmark (cached), pretrain the tiny BLIP on its captions
-/// (cached), then fine-tune a copy per strategy on the Med-VQA split, select on validation, score on test.</summary>
-public sealed class EmbeddedStudy(StudyOptions options, IStudyObserver observer)
-{
-    /// <summary>Study hyper-parameters for one size. Batch 32, AdamW wd 0.05, cosine; pretraining mixes
-    /// captioning and masked-span infilling on a separate image pool.</summary>
-    sealed record Plan(SyntheticBenchOptions Bench, int PretrainEpochs, int FineTuneEpochs, int ValidationLimit, int BatchSize);
-
-    static readonly Plan Full = new(SyntheticBenchOptions.Default, PretrainEpochs: 7, FineTuneEpochs: 5, ValidationLimit: 300, BatchSize: 32);
-    static readonly Plan QuickPlan = new(SyntheticBenchOptions.Quick, PretrainEpochs: 4, FineTuneEpochs: 3, ValidationLimit: 80, BatchSize: 32);
-
     public const string CaptionPrompt = "describe the image .";
 
     /// <summary>Names the pretraining recipe in the cache path; bump it when the recipe changes.</summary>
     const string PretrainRecipe = "r2";
 
-    public StudyResult Run(CancellationToken cancel = default)
-    {
-        var clock = Stopwatch.StartNew();
-        var plan = options.Quick ? QuickPlan : Full;
-        var device = TorchRuntime.ResolveDevice(options.Device);
+    readonly EmbeddedPlan _plan;
+    readonly long _seed;
+    readonly Device _device;
+    readonly ImageCache _images;
+    public string BenchDir { get; }
+    public BlipConfig Config { get; }
+    public VqaBatcher Batcher { get; }
+    public List<VqaSample> TrainSet { get; }
+    public List<VqaSample> ValidationSet { get; }
+    public List<VqaSample> TestSet { get; }
+    public PretrainSummary Pretrain { get; }
 
-        observer.Stage("synthetic benchmark");
-        var benchDir = Path.Combine(options.CacheDir, $"bench-{(options.Quick ? "quick" : "default")}");
-        SyntheticBench.EnsureGenerated(benchDir, plan.Bench);
-        var vocabPath = Path.Combine(benchDir, "vocab.txt");
-        if (!File.Exists(vocabPath)) BlipTokenizer.WriteVocabulary(SyntheticBench.Vocabulary(plan.Bench), vocabPath);
+    /// <summary>Generates or loads the benchmark and the pretrained model; <paramref name="stage"/> and
+    /// <paramref name="progress"/> report what it is doing (pretraining takes minutes the first time).</summary>
+    public EmbeddedStudy(string size, long pretrainSeed, string cacheDir, string device, Action<string>? stage = null,
+        Func<string, IProgress<TrainProgress>?>? progress = null, CancellationToken cancel = default)
+    {
+        _plan = EmbeddedPlan.ForSize(size);
+        _seed = pretrainSeed;
+        _device = TorchRuntime.ResolveDevice(device);
+        stage?.Invoke("synthetic benchmark");
+        BenchDir = Path.Combine(cacheDir, $"bench-{size}");
+        // Two study processes starting on an empty cache: one generates and pretrains, the other waits for it.
+        using var cacheLock = CacheLock.Acquire(Path.Combine(cacheDir, $"bench-{size}-s{pretrainSeed}.lock"), cancel);
+        SyntheticBench.EnsureGenerated(BenchDir, _plan.Bench);
+        var vocabPath = Path.Combine(BenchDir, "vocab.txt");
+        if (!File.Exists(vocabPath)) BlipTokenizer.WriteVocabulary(SyntheticBench.Vocabulary(_plan.Bench), vocabPath);
         var tokenizer = new BlipTokenizer(vocabPath);
-        var train = SlakeReader.Read(benchDir, Splits.Train).ToList();
-        var validation = SlakeReader.Read(benchDir, Splits.Validation).Take(plan.ValidationLimit).ToList();
-        var test = SlakeReader.Read(benchDir, Splits.Test).ToList();
-        var config = BlipPresets.Tiny(tokenizer.VocabSize, tokenizer.DecId, tokenizer.SepId, tokenizer.PadId, plan.Bench.ImageSize);
-        using var images = new ImageCache(new ImageProcessor(config.VisionConfig.ImageSize, Normalization.Blip));
-        var batcher = new VqaBatcher(tokenizer, images, maxAnswerTokens: 40);
-        images.Preload(train.Concat(validation).Concat(test).Select(s => s.ImagePath));
-
-        var pretrain = EnsurePretrained(plan, benchDir, vocabPath, config, batcher, device, cancel);
-        var rows = new List<StudyRow>();
-        void Add(StudyRow r) { rows.Add(r); observer.Row(r); WriteResults(rows); }
-
-        observer.Stage("zero-shot (pretrained, untuned)");
-        using (var zeroShot = BlipModelFolder.Load(pretrain.Dir, device))
-        {
-            PeakMemory.Reset();
-            long total = ModelUtils.UniqueParameters(zeroShot).Sum(p => p.Param.numel());
-            var scores = VqaEvaluation.Evaluate(zeroShot, test, batcher, VqaEvaluation.MissDecoding, device);
-            Add(new StudyRow("zero-shot", "pretrained, untuned", 0, total, scores, null, 0, 0, 0, 0, PeakMemory.Bytes()));
-        }
-
-        foreach (var strategy in options.Strategies)
-        {
-            cancel.ThrowIfCancellationRequested();
-            observer.Stage($"fine-tune: {strategy}");
-            using var model = BlipModelFolder.Load(pretrain.Dir, device);
-            Add(FineTune(strategy, strategy, "pretrained", model, plan, train, validation, test, batcher, device, cancel));
-        }
-
-        if (options.IncludeRandomInit)
-        {
-            observer.Stage("fine-tune: full from random init");
-            TorchRuntime.Seed(options.Seed);
-            using var scratch = ModelUtils.On(device, () => new BlipForQuestionAnswering(config));
-            BlipInit.Apply(scratch);
-            Add(FineTune("full (random init)", "full", "random init", scratch, plan, train, validation, test, batcher, device, cancel));
-        }
-        return new StudyResult(rows, pretrain, benchDir, clock.Elapsed.TotalSeconds);
+        TrainSet = SlakeReader.Read(BenchDir, Splits.Train).ToList();
+        ValidationSet = SlakeReader.Read(BenchDir, Splits.Validation).ToList();
+        TestSet = SlakeReader.Read(BenchDir, Splits.Test).ToList();
+        Config = BlipPresets.Tiny(tokenizer.VocabSize, tokenizer.DecId, tokenizer.SepId, tokenizer.PadId, _plan.Bench.ImageSize);
+        _images = new ImageCache(new ImageProcessor(Config.VisionConfig.ImageSize, Normalization.Blip));
+        Batcher = new VqaBatcher(tokenizer, _images, maxAnswerTokens: 40);
+        _images.Preload(TrainSet.Concat(ValidationSet.Take(_plan.ValidationLimit)).Concat(TestSet).Select(s => s.ImagePath));
+        Pretrain = EnsurePretrained(vocabPath, stage, progress, cancel);
     }
 
-    StudyRow FineTune(string name, string strategySpec, string kind, BlipForQuestionAnswering model, Plan plan,
-        List<VqaSample> train, List<VqaSample> validation, List<VqaSample> test, VqaBatcher batcher, Device device, CancellationToken cancel)
+    public void Dispose() => _images.Dispose();
+
+    /// <summary>The model a run starts from: the cached pretrained one, or the same architecture from random init
+    /// seeded with the pretraining seed.</summary>
+    public BlipForQuestionAnswering Model(StudyModel model)
     {
-        TorchRuntime.Seed(options.Seed);
-        var report = TuningStrategy.Parse(strategySpec, TowerLayout.Blip).Apply(model);
-        double lr = options.LearningRate ?? StrategyDefaults.LearningRate(strategySpec);
+        if (model.Preset == StudyModel.Embedded) return BlipModelFolder.Load(Pretrain.Dir, _device);
+        TorchRuntime.Seed(_seed);
+        var scratch = ModelUtils.On(_device, () => new BlipForQuestionAnswering(Config));
+        BlipInit.Apply(scratch);
+        return scratch;
+    }
+
+    /// <summary>One run: zero-shot (strategy none) scores the untuned model; otherwise fine-tune with the strategy
+    /// (LR from the run, the strategy default, or an LR range test), select the best step on validation (greedy
+    /// decoding, cheaper), score test with MISS's decoding (beam 3).</summary>
+    public RunOutcome Run(StudyRun run, RunContext ctx)
+    {
+        var validation = ValidationSet.Take(run.Training.ValidationLimit > 0 ? run.Training.ValidationLimit : _plan.ValidationLimit).ToList();
+        var test = run.Training.TestLimit > 0 ? TestSet.Take(run.Training.TestLimit).ToList() : TestSet;
         var greedy = VqaEvaluation.MissDecoding with { NumBeams = 1 };
-        var result = Trainer.Run(model, train, batch => model.forward(batcher.Batch(batch, device)).Loss!,
-            new TrainOptions
+        if (run.Strategy.IsZeroShot)
+        {
+            using var untuned = Model(run.Model);
+            PeakMemory.Reset();
+            var clock = Stopwatch.StartNew();
+            long total = ModelUtils.UniqueParameters(untuned).Sum(p => p.Param.numel());
+            var scores = VqaEvaluation.Evaluate(untuned, test, Batcher, VqaEvaluation.MissDecoding, _device);
+            return RunOutcome.ZeroShot(total, new() { ["test"] = RunOutcome.Scores(scores) }, PeakMemory.Bytes(), clock.Elapsed.TotalSeconds);
+        }
+
+        TrainResult Train(BlipForQuestionAnswering model, double lr, int? maxSteps, List<VqaSample> val, string? log, IProgress<TrainProgress>? progress) =>
+            Trainer.Run(model, TrainSet, batch => model.forward(Batcher.Batch(batch, _device)).Loss!,
+                new TrainOptions { Epochs = run.Training.Epochs, MaxSteps = maxSteps ?? run.Training.MaxSteps, BatchSize = run.Training.BatchSize, LearningRate = lr, Seed = run.Seed, LogPath = log },
+                validate: () => VqaEvaluation.Evaluate(model, val, Batcher, greedy, _device).OverallAccuracy,
+                progress: progress, cancel: ctx.Cancel);
+
+        IReadOnlyList<LrTrial> trials = [];
+        double rate;
+        if (run.LrAuto)
+        {
+            (rate, trials) = LrSweep.Pick(run.Strategy.Spec, run.Training.LrSweepSteps, (lr, steps) =>
             {
-                Epochs = options.Epochs ?? plan.FineTuneEpochs, BatchSize = plan.BatchSize, LearningRate = lr, Seed = options.Seed,
-                LogPath = options.OutDir is null ? null : Path.Combine(Directory.CreateDirectory(Path.Combine(options.OutDir, "runs", Slug(name))).FullName, "log.jsonl"),
-            },
-            // Selection on validation uses greedy decoding (cheaper); test uses MISS's beam search.
-            validate: () => VqaEvaluation.Evaluate(model, validation, batcher, greedy, device).OverallAccuracy,
-            progress: observer.Training(name), cancel: cancel);
-        var scores = VqaEvaluation.Evaluate(model, test, batcher, VqaEvaluation.MissDecoding, device);
-        return new StudyRow(name, kind, report.Trainable, report.Total, scores, result.BestValidation, lr, result.Steps,
-            result.TrainSeconds, result.StepsPerSecond, result.PeakMemoryBytes);
+                using var m = Model(run.Model);
+                TorchRuntime.Seed(run.Seed);
+                TuningStrategy.Parse(run.Strategy.Spec, TowerLayout.Blip, run.Strategy.Methods(TowerLayout.Blip)).Apply(m);
+                try
+                {
+                    var r = Train(m, lr, steps, validation.Take(LrSweep.ValidationQuestions).ToList(), null, null);
+                    return new LrTrial(lr, r.BestValidation, r.LossCurve.Count > 0 ? r.LossCurve[^1].Loss : double.NaN);
+                }
+                catch (MedPeftException) { return new LrTrial(lr, null, double.NaN); }   // diverged (non-finite loss)
+            }, ctx.Stage);
+        }
+        else rate = run.LearningRate ?? StrategyDefaults.LearningRate(run.Strategy.Spec);
+
+        using var model = Model(run.Model);
+        TorchRuntime.Seed(run.Seed);
+        var report = TuningStrategy.Parse(run.Strategy.Spec, TowerLayout.Blip, run.Strategy.Methods(TowerLayout.Blip)).Apply(model);
+        var result = Train(model, rate, null, validation, ctx.LogPath, ctx.Progress);
+        var testScores = VqaEvaluation.Evaluate(model, test, Batcher, VqaEvaluation.MissDecoding, _device);
+        return new RunOutcome(report.Trainable, report.Total, rate, trials, result, new() { ["test"] = RunOutcome.Scores(testScores) });
     }
 
-    /// <summary>Pretrains the tiny model once per benchmark/config/seed and caches it as an HF-layout folder.</summary>
-    PretrainSummary EnsurePretrained(Plan plan, string benchDir, string vocabPath, BlipConfig config, VqaBatcher batcher, Device device, CancellationToken cancel)
+    /// <summary>Pretrains the tiny model once per benchmark/config/seed and caches it as an HF-layout folder
+    /// (written atomically by BlipModelFolder.Save, so a killed pretraining is redone, never half-used).</summary>
+    PretrainSummary EnsurePretrained(string vocabPath, Action<string>? stage, Func<string, IProgress<TrainProgress>?>? progress, CancellationToken cancel)
     {
-        var dir = Path.Combine(benchDir, $"pretrained-{PretrainRecipe}-s{options.Seed}-e{plan.PretrainEpochs}");
+        var dir = Path.Combine(BenchDir, $"pretrained-{PretrainRecipe}-s{_seed}-e{_plan.PretrainEpochs}");
         var curvePath = Path.Combine(dir, "pretrain_loss.json");
         if (BlipModelFolder.IsModelFolder(dir) && File.Exists(curvePath))
         {
-            observer.Stage("pretrained model: cached");
+            stage?.Invoke("pretrained model: cached");
             var cached = JsonSerializer.Deserialize<double[][]>(File.ReadAllText(curvePath))!;
             return new PretrainSummary(dir, true, cached.Select(p => ((int)p[0], p[1])).ToList(), 0);
         }
-        observer.Stage("pretraining on captions");
-        var examples = PretrainingExamples(benchDir, SyntheticBench.Plan(plan.Bench), options.Seed);
-        batcher.Images.Preload(examples.Select(e => e.ImagePath));
-        TorchRuntime.Seed(options.Seed);
-        using var model = ModelUtils.On(device, () => new BlipForQuestionAnswering(config));
+        stage?.Invoke("pretraining on captions");
+        var examples = PretrainingExamples(BenchDir, SyntheticBench.Plan(_plan.Bench), _seed);
+        Batcher.Images.Preload(examples.Select(e => e.ImagePath));
+        TorchRuntime.Seed(_seed);
+        using var model = ModelUtils.On(_device, () => new BlipForQuestionAnswering(Config));
         BlipInit.Apply(model);
         TuningStrategy.Parse("full", TowerLayout.Blip).Apply(model);
-        var result = Trainer.Run(model, examples, batch => model.forward(batcher.Batch(batch, device)).Loss!,
-            new TrainOptions { Epochs = plan.PretrainEpochs, BatchSize = plan.BatchSize, LearningRate = 5e-4, Seed = options.Seed, LogEvery = 25 },
-            progress: observer.Training("pretrain"), cancel: cancel);
+        var result = Trainer.Run(model, examples, batch => model.forward(Batcher.Batch(batch, _device)).Loss!,
+            new TrainOptions { Epochs = _plan.PretrainEpochs, BatchSize = _plan.BatchSize, LearningRate = 5e-4, Seed = _seed, LogEvery = 25 },
+            progress: progress?.Invoke("pretrain"), cancel: cancel);
         var curve = JsonSerializer.Serialize(result.LossCurve.Select(p => new[] { p.Step, p.Loss }).ToArray());
         BlipModelFolder.Save(model, dir, vocabPath, new Dictionary<string, string> { ["pretrain_loss.json"] = curve });
         return new PretrainSummary(dir, false, result.LossCurve, result.TrainSeconds);
@@ -221,13 +210,4 @@ public sealed class EmbeddedStudy(StudyOptions options, IStudyObserver observer)
     /// <summary>captions.jsonl: one {"image": path relative to the benchmark folder, "caption": text} per line.</summary>
     static IEnumerable<(string Image, string Caption)> ReadCaptions(string benchDir) =>
         JsonLines.Read(SyntheticBench.CaptionsFile(benchDir)).Select(l => (Path.Combine(benchDir, l.String("image")!), l.String("caption")!));
-
-    void WriteResults(List<StudyRow> rows)
-    {
-        if (options.OutDir is null) return;
-        var array = new JsonArray(rows.Select(r => (JsonNode)r.ToJson()).ToArray());
-        AtomicFile.WriteAllText(Path.Combine(options.OutDir, "results.json"), array.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-    }
-
-    static string Slug(string s) => new(s.Select(c => char.IsLetterOrDigit(c) ? c : '-').ToArray());
 }

@@ -1,0 +1,94 @@
+using System.Text.Json.Nodes;
+using MedPeft.Evaluation;
+using MedPeft.Training;
+
+namespace MedPeft.Experiments;
+
+/// <summary>What a run gets from the study runner: where to log, progress, cancellation, stage messages.</summary>
+public sealed record RunContext(string RunDir, string CacheDir, string Device, IProgress<TrainProgress>? Progress, Action<string> Stage, CancellationToken Cancel)
+{
+    public string LogPath => Path.Combine(RunDir, "log.jsonl");
+}
+
+/// <summary>One learning rate tried by the LR range test: best validation accuracy (null if it diverged or had no
+/// validation) and the last logged training loss.</summary>
+public sealed record LrTrial(double LearningRate, double? Validation, double FinalLoss);
+
+/// <summary>What one run measured. Metrics are keyed by split / test set ("test", "extra:NAME"), each a JSON object
+/// of numbers named by the task (VQA: <see cref="Scores"/>; report generation: BLEU_1..4, ROUGE_L, CIDEr, …).</summary>
+public sealed record RunOutcome(long Trainable, long Total, double LearningRate, IReadOnlyList<LrTrial> LrSweep, TrainResult? Train,
+    Dictionary<string, JsonObject> Metrics)
+{
+    public long? ZeroShotPeak { get; init; }
+    public double ZeroShotSeconds { get; init; }
+
+    public static RunOutcome ZeroShot(long total, Dictionary<string, JsonObject> metrics, long peak, double seconds) =>
+        new(0, total, 0, [], null, metrics) { ZeroShotPeak = peak, ZeroShotSeconds = seconds };
+
+    /// <summary>The stored result JSON (the schema docs/study-files.md describes).</summary>
+    public JsonObject ToJson(StudyRun run, double wallSeconds, string codeVersion) => new()
+    {
+        ["method"] = run.Method,
+        ["strategy"] = run.Strategy.Spec,
+        ["model"] = run.Model.Name,
+        ["dataset"] = run.Dataset.Name,
+        ["task"] = run.Dataset.Task,
+        ["seed"] = run.Seed,
+        ["learning_rate"] = LearningRate,
+        ["learning_rate_source"] = run.Strategy.IsZeroShot ? null : run.LrAuto ? "lr-sweep" : run.LearningRate is null ? "strategy default" : "study",
+        ["lr_sweep"] = LrSweep.Count == 0 ? null : new JsonArray(LrSweep.Select(t => (JsonNode)new JsonObject
+        {
+            ["learning_rate"] = t.LearningRate, ["validation"] = Num(t.Validation), ["final_loss"] = Num(t.FinalLoss),
+        }).ToArray()),
+        ["trainable"] = Trainable,
+        ["total"] = Total,
+        ["trainable_percent"] = Total == 0 ? 0 : 100.0 * Trainable / Total,
+        ["steps"] = Train?.Steps ?? 0,
+        ["best_step"] = Train?.BestStep,
+        ["best_validation_acc"] = Num(Train?.BestValidation),
+        ["train_seconds"] = Train?.TrainSeconds ?? ZeroShotSeconds,
+        ["steps_per_second"] = Train?.StepsPerSecond ?? 0,
+        ["peak_memory_bytes"] = Train?.PeakMemoryBytes ?? ZeroShotPeak ?? 0,
+        ["wall_seconds"] = wallSeconds,
+        ["code_version"] = codeVersion,
+        ["metrics"] = new JsonObject(Metrics.Select(m => KeyValuePair.Create(m.Key, (JsonNode?)m.Value.DeepClone()))),
+        ["loss_curve"] = new JsonArray((Train?.LossCurve ?? []).Select(p => (JsonNode)new JsonArray(p.Step, p.Loss)).ToArray()),
+    };
+
+    public static JsonObject Scores(VqaScores s) => new()
+    {
+        ["closed_acc"] = Num(s.ClosedAccuracy), ["open_acc"] = Num(s.OpenAccuracy), ["overall_acc"] = Num(s.OverallAccuracy),
+        ["open_token_recall"] = Num(s.OpenTokenRecall), ["closed_count"] = s.Closed, ["open_count"] = s.Open,
+    };
+
+    static JsonNode? Num(double? x) => x is double v && double.IsFinite(v) ? JsonValue.Create(v) : null;
+}
+
+/// <summary>A study task: how one run of it is executed. Registered by name in <see cref="StudyTasks"/>.</summary>
+public interface IStudyTask
+{
+    string Name { get; }
+    RunOutcome Run(StudyRun run, RunContext context);
+}
+
+/// <summary>The tasks a study can run. <c>vqa</c> is built in; <c>report</c> (report generation, BLEU-4 etc.) is a
+/// known name whose runner plugs in here once Experiments/ReportJobs provides train + evaluate for it: add one
+/// <see cref="IStudyTask"/> and register it in <see cref="Available"/>. Until then report datasets in a study file
+/// parse and are reported as skipped.</summary>
+public static class StudyTasks
+{
+    public static readonly IReadOnlyList<string> Known = ["vqa", "report"];
+
+    public static readonly Dictionary<string, Func<IStudyTask>> Available = new()
+    {
+        ["vqa"] = () => new VqaStudyTask(),
+    };
+
+    public static bool IsAvailable(string task) => Available.ContainsKey(task);
+
+    public static string WhyUnavailable(string task) => task switch
+    {
+        "report" => "report generation runs need Experiments/ReportJobs",
+        _ => "no runner registered",
+    };
+}

@@ -1,0 +1,114 @@
+using MedPeft.Data;
+using MedPeft.Tuning;
+
+namespace MedPeft.Experiments;
+
+/// <summary>A model of a study: a preset architecture, a checkpoint folder, or one of the embedded benchmark's
+/// models (<c>embedded</c> = the tiny BLIP pretrained on the synthetic captions, <c>embedded-random</c> = the same
+/// architecture from random init).</summary>
+public sealed record StudyModel(string Name, string? Preset, string? Path)
+{
+    public const string Embedded = "embedded";
+    public const string EmbeddedRandom = "embedded-random";
+    public bool IsEmbedded => Preset is Embedded or EmbeddedRandom;
+    /// <summary>The embedded model's pretraining seed (also the random-init seed); part of the run key.</summary>
+    public long PretrainSeed { get; init; } = 42;
+}
+
+/// <summary>An extra test set evaluated with the model fine-tuned on the run's dataset (cross-dataset zero-shot).</summary>
+public sealed record StudyTestSet(string Name, string Format, string Dir, string Split);
+
+/// <summary>A dataset of a study. Format <c>embedded</c> is the synthetic benchmark (SLAKE layout, generated and
+/// cached); others are <see cref="DatasetFormats"/> names with a folder.</summary>
+public sealed record StudyDataset(string Name, string Task, string Format, string? Dir, string Train, string Validation, string Test,
+    IReadOnlyList<StudyTestSet> ExtraTests)
+{
+    public const string EmbeddedFormat = "embedded";
+    public bool IsEmbedded => Format == EmbeddedFormat;
+}
+
+/// <summary>A strategy of a study: a strategy spec (<c>ln</c>, <c>lora@text</c>, <c>full@vision+ln@text</c>; <c>none</c>
+/// = zero-shot, evaluate only), a label for the tables, method options (LoRA: r, alpha, dropout, targets, rslora) and
+/// learning rates (null = the strategy's default from <see cref="StrategyDefaults"/>; <see cref="double.NaN"/> = auto,
+/// i.e. an LR range test).</summary>
+public sealed record StudyStrategy(string Label, string Spec, IReadOnlyDictionary<string, string> Options, IReadOnlyList<double?> LearningRates)
+{
+    public const string ZeroShot = "none";
+    public bool IsZeroShot => Spec == ZeroShot;
+
+    /// <summary>Method instances built from the options, replacing the registry's by name (see TuningStrategy.Parse).</summary>
+    public IReadOnlyDictionary<string, ITuningMethod>? Methods(TowerLayout layout)
+    {
+        if (Options.Count == 0) return null;
+        var def = LoraMethod.DefaultFor(layout);
+        var lora = def with
+        {
+            R = Options.TryGetValue("r", out var r) ? int.Parse(r, System.Globalization.CultureInfo.InvariantCulture) : def.R,
+            LoraAlpha = Options.TryGetValue("alpha", out var a) ? StudyFile.Number(a) : def.LoraAlpha,
+            LoraDropout = Options.TryGetValue("dropout", out var d) ? StudyFile.Number(d) : def.LoraDropout,
+            TargetModules = Options.TryGetValue("targets", out var t) ? t.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : def.TargetModules,
+            UseRslora = Options.TryGetValue("rslora", out var rs) && bool.Parse(rs),
+        };
+        return new Dictionary<string, ITuningMethod> { ["lora"] = new LoraMethod(lora) };
+    }
+
+    /// <summary>The option names each method accepts (only LoRA has options so far; other methods take none).</summary>
+    public static readonly IReadOnlyDictionary<string, string[]> KnownOptions = new Dictionary<string, string[]>
+    {
+        ["lora"] = ["r", "alpha", "dropout", "targets", "rslora"],
+    };
+}
+
+/// <summary>Training settings shared by every run of a study (per-strategy learning rates live on the strategy).</summary>
+public sealed record StudyTraining
+{
+    public int Epochs { get; init; } = 5;
+    public int? MaxSteps { get; init; }
+    public int BatchSize { get; init; } = 32;
+    /// <summary>Validation questions used for selection (0 = all).</summary>
+    public int ValidationLimit { get; init; }
+    /// <summary>Test questions scored (0 = all); for smoke tests of a study file.</summary>
+    public int TestLimit { get; init; }
+    public IReadOnlyList<long> Seeds { get; init; } = [42];
+    /// <summary>Optimizer steps per trial of the LR range test (learning_rate: auto).</summary>
+    public int LrSweepSteps { get; init; } = LrSweep.DefaultSteps;
+}
+
+/// <summary>A parsed study file (or the built-in grid): the cross product models × datasets × strategies × learning
+/// rates × seeds, expanded by <see cref="StudyPlan"/>.</summary>
+public sealed record StudySpec(string Name, IReadOnlyList<StudyModel> Models, IReadOnlyList<StudyDataset> Datasets,
+    IReadOnlyList<StudyStrategy> Strategies, StudyTraining Training, string Source)
+{
+    /// <summary>The built-in grid on the embedded benchmark: zero-shot, every registered tuning method from the
+    /// pretrained model at its default learning rate, and full fine-tuning from random init (what pretraining buys).
+    /// Registry-driven: a method added to <see cref="TuningMethods"/> joins automatically.</summary>
+    public static StudySpec Embedded(bool quick, IReadOnlyList<string>? strategies = null, bool includeRandomInit = true,
+        int? epochs = null, double? lr = null, long seed = 42, bool lrSweep = false)
+    {
+        double? rate = lrSweep ? double.NaN : lr;
+        var pretrained = new StudyModel("pretrained", StudyModel.Embedded, null) { PretrainSeed = seed };
+        var random = new StudyModel("random init", StudyModel.EmbeddedRandom, null) { PretrainSeed = seed };
+        var bench = new StudyDataset(quick ? "embedded-quick" : "embedded", "vqa", StudyDataset.EmbeddedFormat, quick ? "quick" : "default",
+            Splits.Train, Splits.Validation, Splits.Test, []);
+        var list = (strategies ?? TuningMethods.All.Keys.ToList())
+            .Select(s => new StudyStrategy(s, s, new Dictionary<string, string>(), [rate])).ToList();
+        var plan = EmbeddedPlan.For(quick);
+        var training = new StudyTraining { Epochs = epochs ?? plan.FineTuneEpochs, BatchSize = plan.BatchSize, ValidationLimit = plan.ValidationLimit, Seeds = [seed] };
+        var spec = new StudySpec(quick ? "embedded-quick" : "embedded", [pretrained], [bench],
+            [new StudyStrategy("zero-shot", StudyStrategy.ZeroShot, new Dictionary<string, string>(), [null]), .. list], training, "built-in grid");
+        return spec with { ExtraRuns = includeRandomInit ? [(random, new StudyStrategy("full (random init)", "full", new Dictionary<string, string>(), [rate]))] : [] };
+    }
+
+    /// <summary>Runs outside the cross product (the built-in grid's "full from random init" row): model and strategy
+    /// pairs run on every dataset and seed.</summary>
+    public IReadOnlyList<(StudyModel Model, StudyStrategy Strategy)> ExtraRuns { get; init; } = [];
+}
+
+/// <summary>The embedded benchmark's sizes: the default grid and the reduced <c>--quick</c> one.</summary>
+public sealed record EmbeddedPlan(Data.Synthetic.SyntheticBenchOptions Bench, int PretrainEpochs, int FineTuneEpochs, int ValidationLimit, int BatchSize)
+{
+    public static readonly EmbeddedPlan Default = new(Data.Synthetic.SyntheticBenchOptions.Default, PretrainEpochs: 7, FineTuneEpochs: 5, ValidationLimit: 300, BatchSize: 32);
+    public static readonly EmbeddedPlan Quick = new(Data.Synthetic.SyntheticBenchOptions.Quick, PretrainEpochs: 4, FineTuneEpochs: 3, ValidationLimit: 80, BatchSize: 32);
+    public static EmbeddedPlan For(bool quick) => quick ? Quick : Default;
+    public static EmbeddedPlan ForSize(string size) => size == "quick" ? Quick : Default;
+}

@@ -1,0 +1,97 @@
+using MedPeft.Data;
+using MedPeft.Evaluation;
+using MedPeft.Training;
+
+namespace MedPeft.Experiments;
+
+/// <summary>Med-VQA runs of a study. On the embedded benchmark a run executes in-process on the cached pretrained
+/// model (<see cref="EmbeddedStudy"/>, one instance per benchmark size and pretraining seed, kept for the process).
+/// On a real dataset it goes through <see cref="VqaJobs"/> — the same train and evaluate as <c>medpeft train</c> /
+/// <c>medpeft eval</c> — writing model/, adapter/ and log.jsonl into the run's folder, then scoring the test split
+/// and every extra test set (cross-dataset zero-shot) with MISS's decoding.</summary>
+public sealed class VqaStudyTask : IStudyTask
+{
+    static readonly Dictionary<(string, string, long, string), EmbeddedStudy> Benches = new();
+
+    public string Name => "vqa";
+
+    public RunOutcome Run(StudyRun run, RunContext ctx)
+    {
+        if (run.Dataset.IsEmbedded)
+        {
+            if (!run.Model.IsEmbedded)
+                throw new MedPeftException($"{run.Method}: the embedded benchmark runs with models `embedded` or `embedded-random` (its vocabulary and image size are its own), not {run.Model.Name}");
+            return Bench(run, ctx).Run(run, ctx);
+        }
+        if (run.Model.IsEmbedded) throw new MedPeftException($"{run.Method}: model {run.Model.Preset} only runs on the embedded benchmark (format: embedded)");
+        var modelDir = run.Model.Path ?? throw new MedPeftException(
+            $"{run.Method}: model \"{run.Model.Name}\" (preset {run.Model.Preset}) has no `path:`; running on {run.Dataset.Name} needs its checkpoint folder");
+        foreach (var (field, split, canonical) in new[] { ("train", run.Dataset.Train, Splits.Train), ("validation", run.Dataset.Validation, Splits.Validation) })
+            if (DatasetFormats.CanonicalSplit(split) != canonical)
+                throw new MedPeftException($"{run.Dataset.Name}.{field}: \"{split}\" — training reads the dataset's {canonical} split (VqaJobs); other split names are not supported yet");
+
+        var decoding = VqaEvaluation.MissDecoding;
+        Dictionary<string, System.Text.Json.Nodes.JsonObject> Score(string dir)
+        {
+            var metrics = new Dictionary<string, System.Text.Json.Nodes.JsonObject>
+            {
+                ["test"] = RunOutcome.Scores(VqaJobs.Evaluate(dir, run.Dataset.Dir!, run.Dataset.Format, run.Dataset.Test, decoding, ctx.Device).Scores),
+            };
+            foreach (var extra in run.Dataset.ExtraTests)
+                metrics[$"extra:{extra.Name}"] = RunOutcome.Scores(VqaJobs.Evaluate(dir, extra.Dir, extra.Format, extra.Split, decoding, ctx.Device).Scores);
+            return metrics;
+        }
+
+        if (run.Strategy.IsZeroShot)
+        {
+            PeakMemory.Reset();
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var metrics = Score(modelDir);
+            long total;
+            using (var m = Models.Presets.FromFolder(modelDir).BuildOnMeta())   // count on the meta device: no weights loaded
+                total = Models.ModelUtils.UniqueParameters(m).Sum(p => p.Param.numel());
+            return RunOutcome.ZeroShot(total, metrics, PeakMemory.Bytes(), clock.Elapsed.TotalSeconds);
+        }
+
+        VqaTrainJob Job(double? lr, string outDir, int? maxSteps, int validationLimit) => new()
+        {
+            ModelDir = modelDir, DataDir = run.Dataset.Dir!, Format = run.Dataset.Format, Strategy = run.Strategy.Spec, OutDir = outDir,
+            Device = ctx.Device, LearningRate = lr, ValidationLimit = validationLimit,
+            Lora = run.Strategy.Methods(Models.Presets.FromFolder(modelDir).Layout)?["lora"] is Tuning.LoraMethod l ? l.Config : null,
+            Train = new TrainOptions { Epochs = run.Training.Epochs, MaxSteps = maxSteps ?? run.Training.MaxSteps, BatchSize = run.Training.BatchSize, Seed = run.Seed },
+        };
+
+        IReadOnlyList<LrTrial> trials = [];
+        double? rate = run.LearningRate;
+        if (run.LrAuto)
+        {
+            var sweepDir = Path.Combine(ctx.RunDir, "lr-sweep");
+            (var picked, trials) = LrSweep.Pick(run.Strategy.Spec, run.Training.LrSweepSteps, (lr, steps) =>
+            {
+                try
+                {
+                    var s = VqaJobs.Train(Job(lr, Path.Combine(sweepDir, lr.ToString("G2", System.Globalization.CultureInfo.InvariantCulture)), steps, LrSweep.ValidationQuestions), cancel: ctx.Cancel);
+                    return new LrTrial(lr, s.Result.BestValidation, s.Result.LossCurve.Count > 0 ? s.Result.LossCurve[^1].Loss : double.NaN);
+                }
+                catch (MedPeftException) { return new LrTrial(lr, null, double.NaN); }
+            }, ctx.Stage);
+            rate = picked;
+            Directory.Delete(sweepDir, recursive: true);   // the trial checkpoints are not kept
+        }
+        var summary = VqaJobs.Train(Job(rate, ctx.RunDir, null, run.Training.ValidationLimit), ctx.Progress, ctx.Cancel);
+        return new RunOutcome(summary.Trainable.Trainable, summary.Trainable.Total, summary.LearningRate, trials, summary.Result,
+            Score(Path.Combine(ctx.RunDir, "model")));
+    }
+
+    static EmbeddedStudy Bench(StudyRun run, RunContext ctx)
+    {
+        var key = (run.Dataset.Dir!, ctx.CacheDir, run.Model.PretrainSeed, ctx.Device);
+        lock (Benches)
+        {
+            if (!Benches.TryGetValue(key, out var bench))
+                Benches[key] = bench = new EmbeddedStudy(run.Dataset.Dir!, run.Model.PretrainSeed, ctx.CacheDir, ctx.Device, ctx.Stage,
+                    name => name == "pretrain" ? ctx.Progress : null, ctx.Cancel);
+            return bench;
+        }
+    }
+}

@@ -1,0 +1,79 @@
+using System.Text.Json.Nodes;
+using MedPeft.Experiments;
+
+namespace MedPeft.Tests.Experiments;
+
+public class ResultsOutputTests
+{
+    static StoredRun Stored(int index, string method, string strategy, long seed, long trainable, double overall, double closed)
+    {
+        var result = new JsonObject
+        {
+            ["method"] = method, ["strategy"] = strategy, ["model"] = "m", ["dataset"] = "d", ["task"] = "vqa", ["seed"] = seed,
+            ["learning_rate"] = 0.01, ["trainable"] = trainable, ["total"] = 1000L, ["steps"] = 10, ["train_seconds"] = 2.0,
+            ["steps_per_second"] = 5.0, ["peak_memory_bytes"] = 100L * 1024 * 1024, ["wall_seconds"] = 3.0, ["code_version"] = "git:abc",
+            ["metrics"] = new JsonObject { ["test"] = new JsonObject { ["overall_acc"] = overall, ["closed_acc"] = closed, ["open_acc"] = 50.0, ["open_token_recall"] = 60.0 } },
+            ["loss_curve"] = new JsonArray(new JsonArray(5, 2.0), new JsonArray(10, 1.0)),
+        };
+        return new StoredRun($"k{index}-{seed}", index, method, new JsonObject(), result, "w", 0);
+    }
+
+    static List<StoredRun> Sample() =>
+    [
+        Stored(0, "zero-shot", "none", 42, 0, 40, 50),
+        Stored(1, "full", "full", 1, 1000, 70, 80), Stored(1, "full", "full", 2, 1000, 72, 80),
+        Stored(2, "ln", "ln", 1, 4, 60, 70), Stored(2, "ln", "ln", 2, 4, 64, 70),
+        Stored(3, "ffn", "ffn", 1, 400, 55, 60), Stored(3, "ffn", "ffn", 2, 400, 57, 60),
+    ];
+
+    [Fact]
+    public void Rows_are_aggregated_over_seeds_with_mean_and_sample_std()
+    {
+        var rows = ResultsTables.Aggregate(Sample());
+        Assert.Equal(["zero-shot", "full", "ln", "ffn"], rows.Select(r => r.Method));
+        var full = rows[1];
+        Assert.Equal(2, full.Seeds);
+        Assert.Equal(71, full.Metrics["test.overall_acc"].Mean, 9);
+        Assert.Equal(Math.Sqrt(2), full.Metrics["test.overall_acc"].Std, 9);
+        Assert.Equal(0.4, rows[2].SharePercent, 9);
+
+        var md = ResultsTables.Markdown("vqa", rows, Sample());
+        Console.WriteLine(md);
+        Assert.Contains("| full | 1,000 | 100.00 | 0.01 | 100 | 2.0 | 5.00 | 80.0 ± 0.0 | 50.0 ± 0.0 | 71.0 ± 1.4 | 60.0 ± 0.0 |", md);
+        var csv = ResultsTables.Csv("vqa", rows, Sample()).Split('\n');
+        Assert.StartsWith("task,dataset,method,model,strategy,seeds,trainable,total,trainable_percent,learning_rate,test_closed_acc_mean,test_closed_acc_std", csv[0]);
+        Assert.EndsWith(string.Join(",", ResultsTables.TimingColumns), csv[0].TrimEnd('\r'));
+        Assert.Equal(5, csv.Count(l => l.Length > 0));
+    }
+
+    [Fact]
+    public void Pareto_front_keeps_points_no_other_point_beats_on_both_share_and_score()
+    {
+        var pts = new List<(double, double)> { (100, 71), (0.4, 62), (40, 56), (1.8, 72), (0.4, 60) };
+        Assert.Equal([1, 3], ResultsReport.ParetoFront(pts));
+    }
+
+    [Fact]
+    public void Report_is_one_offline_html_file_with_the_four_plots()
+    {
+        var html = ResultsReport.Html("t", ResultsTables.Aggregate(Sample()), Sample());
+        Assert.StartsWith("<!DOCTYPE html>", html);
+        Assert.Equal(4, html.Split("<svg ").Length - 1);
+        Assert.DoesNotContain("src=\"http", html);
+        Assert.DoesNotContain("<script", html);
+        Assert.Contains("log scale", html);
+        Assert.Contains("Pareto front", html);
+        Assert.Contains("<polyline", html);   // loss curves and the front
+        Assert.Contains("peak memory (MiB)", html);
+        Assert.Contains("training time (s)", html);
+    }
+
+    [Fact]
+    public void Lr_sweep_picks_best_validation_breaks_ties_by_loss_and_never_a_diverged_rate()
+    {
+        Assert.Equal([3e-3, 1e-2, 3e-2, 9e-2, 0.3], LrSweep.Grid("ln"));   // 3e-2 × {1/10, 1/3, 1, 3, 10}, 2 significant digits
+        Assert.Equal(0.03, LrSweep.Choose([new(0.01, 60, 1.0), new(0.03, 62, 0.9), new(0.1, null, double.NaN)]));
+        Assert.Equal(0.01, LrSweep.Choose([new(0.01, 60, 0.8), new(0.03, 60, 0.9)]));
+        Assert.Throws<MedPeftException>(() => LrSweep.Choose([new(1, null, double.NaN)]));
+    }
+}
