@@ -8,20 +8,7 @@ namespace MedPeft.Tests.Cli;
 /// <summary>`medpeft train/eval --task report` and cross-dataset `medpeft eval --test …` through the real CLI.</summary>
 public class ReportAndCrossEvalIntegrationTests
 {
-    static (string Model, string Data) Setup(string root, SyntheticBenchOptions options)
-    {
-        var data = Path.Combine(root, "bench");
-        SyntheticBench.EnsureGenerated(data, options);
-        var vocab = Path.Combine(root, "vocab.txt");
-        BlipTokenizer.WriteVocabulary(SyntheticBench.Vocabulary(options), vocab);
-        var tok = new BlipTokenizer(vocab);
-        TorchRuntime.Seed(4);
-        using var model = new BlipForQuestionAnswering(BlipPresets.Tiny(tok.VocabSize, tok.DecId, tok.SepId, tok.PadId));
-        BlipInit.Apply(model);
-        var dir = Path.Combine(root, "model");
-        BlipModelFolder.Save(model, dir, vocab);
-        return (dir, data);
-    }
+    static (string Model, string Data) Setup(string root, SyntheticBenchOptions options) => TinyBlipFolder.Create(root, options, seed: 4);
 
     [Fact]
     public void Train_and_eval_task_report_from_a_vqa_folder_then_score_report_reproduces_the_scores()

@@ -10,21 +10,8 @@ namespace MedPeft.Tests.Cli;
 /// small random BLIP model folder.</summary>
 public class TrainEvalIntegrationTests
 {
-    static (string Model, string Data) Setup(string root)
-    {
-        var data = Path.Combine(root, "bench");
-        var options = SyntheticBenchOptions.Quick with { TrainImages = 40, ValidationImages = 10, TestImages = 10, PretrainImages = 1, ReportTrain = 1, ReportVal = 1, ReportTest = 1 };
-        SyntheticBench.EnsureGenerated(data, options);
-        var vocab = Path.Combine(root, "vocab.txt");
-        BlipTokenizer.WriteVocabulary(SyntheticBench.Vocabulary(options), vocab);
-        var tok = new BlipTokenizer(vocab);
-        TorchRuntime.Seed(3);
-        using var model = new BlipForQuestionAnswering(BlipPresets.Tiny(tok.VocabSize, tok.DecId, tok.SepId, tok.PadId));
-        BlipInit.Apply(model);
-        var dir = Path.Combine(root, "model");
-        BlipModelFolder.Save(model, dir, vocab);
-        return (dir, data);
-    }
+    static (string Model, string Data) Setup(string root) => TinyBlipFolder.Create(root,
+        SyntheticBenchOptions.Quick with { TrainImages = 40, ValidationImages = 10, TestImages = 10, PretrainImages = 1, ReportTrain = 1, ReportVal = 1, ReportTest = 1 }, seed: 3);
 
     [Theory]
     [InlineData("ln", "LN_TUNING")]
@@ -83,19 +70,7 @@ public class LoraOptionsIntegrationTests
     public void Train_takes_lora_options_and_eval_takes_the_adapter()
     {
         var root = Directory.CreateTempSubdirectory("medpeft-lora-").FullName;
-        var data = Path.Combine(root, "bench");
-        var options = SyntheticBenchOptions.Quick with { TrainImages = 30, ValidationImages = 5, TestImages = 10, PretrainImages = 1, ReportTrain = 1, ReportVal = 1, ReportTest = 1 };
-        SyntheticBench.EnsureGenerated(data, options);
-        var vocab = Path.Combine(root, "vocab.txt");
-        BlipTokenizer.WriteVocabulary(SyntheticBench.Vocabulary(options), vocab);
-        var tok = new BlipTokenizer(vocab);
-        TorchRuntime.Seed(5);
-        var model = Path.Combine(root, "model");
-        using (var m = new BlipForQuestionAnswering(BlipPresets.Tiny(tok.VocabSize, tok.DecId, tok.SepId, tok.PadId)))
-        {
-            BlipInit.Apply(m);
-            BlipModelFolder.Save(m, model, vocab);
-        }
+        var (model, data) = TinyBlipFolder.Create(root, SyntheticBenchOptions.Quick with { TrainImages = 30, ValidationImages = 5, TestImages = 10, PretrainImages = 1, ReportTrain = 1, ReportVal = 1, ReportTest = 1 }, seed: 5);
         var outDir = Path.Combine(root, "run");
         var r = CliRunner.Run("train", "--model", model, "--data", data, "--strategy", "lora@text_decoder", "--lora-r", "4", "--lora-alpha", "8",
             "--lora-targets", "query", "key", "value", "--max-steps", "3", "--batch-size", "8", "--out", outDir, "--threads", "2");
@@ -125,19 +100,7 @@ public class ExtrinsicTrainIntegrationTests
     public void Train_writes_the_peft_adapter_and_eval_applies_it(string peftType, params string[] args)
     {
         var root = Directory.CreateTempSubdirectory("medpeft-ext-").FullName;
-        var data = Path.Combine(root, "bench");
-        var options = SyntheticBenchOptions.Quick with { TrainImages = 30, ValidationImages = 5, TestImages = 10, PretrainImages = 1, ReportTrain = 1, ReportVal = 1, ReportTest = 1 };
-        SyntheticBench.EnsureGenerated(data, options);
-        var vocab = Path.Combine(root, "vocab.txt");
-        BlipTokenizer.WriteVocabulary(SyntheticBench.Vocabulary(options), vocab);
-        var tok = new BlipTokenizer(vocab);
-        TorchRuntime.Seed(5);
-        var model = Path.Combine(root, "model");
-        using (var m = new BlipForQuestionAnswering(BlipPresets.Tiny(tok.VocabSize, tok.DecId, tok.SepId, tok.PadId)))
-        {
-            BlipInit.Apply(m);
-            BlipModelFolder.Save(m, model, vocab);
-        }
+        var (model, data) = TinyBlipFolder.Create(root, SyntheticBenchOptions.Quick with { TrainImages = 30, ValidationImages = 5, TestImages = 10, PretrainImages = 1, ReportTrain = 1, ReportVal = 1, ReportTest = 1 }, seed: 5);
         var outDir = Path.Combine(root, "run");
         var r = CliRunner.Run([.. args, "--model", model, "--data", data, "--max-steps", "3", "--batch-size", "8", "--lr", "0.05", "--out", outDir, "--threads", "2"]);
         Assert.True(r.ExitCode == 0, r.StdErr + r.StdOut);

@@ -19,20 +19,7 @@ public class ReportTaskTests
     /// <summary>Quick's IU-Xray split (100 / 15 / 25 studies, two views each), few VQA images (unused here).</summary>
     static readonly SyntheticBenchOptions Bench = SyntheticBenchOptions.Quick with { TrainImages = 4, ValidationImages = 2, TestImages = 2, PretrainImages = 1 };
 
-    static (string Model, string Data) Setup(string root)
-    {
-        var data = Path.Combine(root, "bench");
-        SyntheticBench.EnsureGenerated(data, Bench);
-        var vocab = Path.Combine(root, "vocab.txt");
-        BlipTokenizer.WriteVocabulary(SyntheticBench.Vocabulary(Bench), vocab);
-        var tok = new BlipTokenizer(vocab);
-        TorchRuntime.Seed(11);
-        using var model = new BlipForQuestionAnswering(BlipPresets.Tiny(tok.VocabSize, tok.DecId, tok.SepId, tok.PadId));
-        BlipInit.Apply(model);
-        var dir = Path.Combine(root, "model");
-        BlipModelFolder.Save(model, dir, vocab);
-        return (dir, data);
-    }
+    static (string Model, string Data) Setup(string root) => TinyBlipFolder.Create(root, Bench, seed: 11);
 
     [Fact]
     public void A_vqa_folder_loads_as_a_captioning_model_dropping_only_the_text_encoder()
