@@ -77,28 +77,74 @@ public sealed record Augmentation(double MinScale = 0.5, double MaxScale = 1.0, 
     }
 }
 
-/// <summary>Decodes an image file (PNG, JPEG, WebP; grayscale or colour, 8 or 16 bit) to RGB, resizes it to a square
-/// of the model's input size (bicubic, as BLIP's processor) and returns normalised pixels [3, S, S] (channel-major).
+/// <summary>Decodes an image file (PNG, JPEG, WebP; grayscale or colour, 8 or 16 bit) to RGB, brings it to a square
+/// of the model's input size the way the checkpoint's processor does (<see cref="ImageGeometry"/>: BLIP's square
+/// bicubic resize by default; CLIP's shortest-edge resize + centre crop; LLaVA's pad-to-square) and returns
+/// normalised pixels [3, S, S] (channel-major).
 /// Grayscale is replicated to R = G = B (PIL's convert("RGB")). 16-bit samples v become v &gt;&gt; 8 (libpng's
 /// strip-16, what SkiaSharp's decoder does): the full range is kept. PIL differs here on purpose: it opens a 16-bit
 /// PNG as mode "I"/"I;16" and convert("RGB") clips every value above 255 to white, destroying the image; no checkpoint
 /// depends on that, and the public Med-VQA / report datasets are 8-bit. Alpha is ignored (opaque images assumed).
 /// <see cref="Pixels(string)"/> is plain CPU work, safe on any thread (the prefetcher calls it); tensors are made
 /// by the caller.</summary>
-public sealed class ImageProcessor(int size, Normalization normalization)
+public sealed class ImageProcessor(int size, Normalization normalization, ImageGeometry? geometry = null)
 {
     public int Size { get; } = size;
     public Normalization Normalization { get; } = normalization;
+    public ImageGeometry Geometry { get; } = geometry ?? ImageGeometry.Square;
 
-    /// <summary>The evaluation path: decode, bicubic resize to S×S, normalise.</summary>
+    static readonly SKSamplingOptions Bicubic = new(SKCubicResampler.CatmullRom);
+
+    /// <summary>The processor of a checkpoint folder: its input size, the named normalisation and the folder's
+    /// geometry (<see cref="ImageGeometry.FromFolder"/>; <paramref name="clipDefault"/> for LLaVA's CLIP tower).</summary>
+    public static ImageProcessor ForFolder(string dir, int size, Normalization normalization, bool clipDefault = false) =>
+        new(size, normalization, ImageGeometry.FromFolder(dir, size, clipDefault));
+
+    /// <summary>The evaluation path: decode, resize (and crop) to S×S as <see cref="Geometry"/> says, normalise.</summary>
     public Tensor Load(string path) => torch.tensor(Pixels(path), [3, Size, Size]);
 
     public float[] Pixels(string path)
     {
-        using var decoded = Decode(path);
-        using var resized = decoded.Resize(new SKImageInfo(Size, Size, SKColorType.Rgba8888, SKAlphaType.Unpremul), new SKSamplingOptions(SKCubicResampler.CatmullRom))
-            ?? throw new MedPeftException($"{path}: could not resize image");
+        using var decoded = DecodeForGeometry(path);
+        if (Geometry.ShortestEdge is int edge)
+        {
+            var (w, h) = ImageGeometry.ResizeShape(decoded.Width, decoded.Height, edge);
+            using var scaled = Resize(decoded, w, h, path);
+            var (left, top) = ImageGeometry.CropOffset(w, h, Size);
+            using var cropped = Canvas(SKColors.Black, c => c.DrawBitmap(scaled, -left, -top));
+            return Normalize(cropped);
+        }
+        using var resized = Resize(decoded, Size, Size, path);
         return Normalize(resized);
+    }
+
+    static SKBitmap Resize(SKBitmap source, int width, int height, string path) =>
+        source.Resize(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Unpremul), Bicubic)
+        ?? throw new MedPeftException($"{path}: could not resize image");
+
+    /// <summary>A fresh S×S (or <paramref name="side"/>²) bitmap filled with <paramref name="fill"/> and drawn on.</summary>
+    SKBitmap Canvas(SKColor fill, Action<SKCanvas> draw, int? side = null)
+    {
+        var target = new SKBitmap(new SKImageInfo(side ?? Size, side ?? Size, SKColorType.Rgba8888, SKAlphaType.Premul));
+        using var canvas = new SKCanvas(target);
+        canvas.Clear(fill);
+        draw(canvas);
+        return target;
+    }
+
+    /// <summary>Decodes, then pads to a square with the mean colour when the geometry asks (LLaVA's expand2square:
+    /// the image pasted at offset (long − short) // 2 on the short axis).</summary>
+    SKBitmap DecodeForGeometry(string path)
+    {
+        var decoded = Decode(path);
+        if (!Geometry.PadToSquare || decoded.Width == decoded.Height) return decoded;
+        using (decoded)
+        {
+            int side = Math.Max(decoded.Width, decoded.Height);
+            var mean = Normalization.Mean.Select(m => (byte)(int)(m * 255)).ToArray();   // Python int(): truncation
+            return Canvas(new SKColor(mean[0], mean[1], mean[2]),
+                c => c.DrawBitmap(decoded, (side - decoded.Width) / 2, (side - decoded.Height) / 2), side);
+        }
     }
 
     /// <summary>The training path with augmentation: random resized crop + rotation drawn in one bicubic resampling,
@@ -106,19 +152,17 @@ public sealed class ImageProcessor(int size, Normalization normalization)
     public float[] Pixels(string path, Augmentation augmentation, long seed, int epoch, string sampleKey)
     {
         var rng = Augmentation.RandomFor(seed, epoch, sampleKey);
-        using var decoded = Decode(path);
+        using var decoded = DecodeForGeometry(path);   // the random crop replaces resize/centre crop, not the padding
         var (x, y, w, h) = augmentation.Crop(decoded.Width, decoded.Height, rng);
         double angle = augmentation.Angle(rng);
         using var source = SKImage.FromBitmap(decoded);
-        using var target = new SKBitmap(new SKImageInfo(Size, Size, SKColorType.Rgba8888, SKAlphaType.Premul));
-        using (var canvas = new SKCanvas(target))
+        using var target = Canvas(SKColors.Black, canvas =>
         {
-            canvas.Clear(SKColors.Black);
             float c = Size / 2f;
             canvas.RotateDegrees((float)angle, c, c);
             using var paint = new SKPaint { IsAntialias = true };
-            canvas.DrawImage(source, new SKRect(x, y, x + w, y + h), new SKRect(0, 0, Size, Size), new SKSamplingOptions(SKCubicResampler.CatmullRom), paint);
-        }
+            canvas.DrawImage(source, new SKRect(x, y, x + w, y + h), new SKRect(0, 0, Size, Size), Bicubic, paint);
+        });
         return Normalize(target);
     }
 

@@ -28,6 +28,9 @@ public sealed class LlavaSession : IDisposable
     /// <summary>Original LLaVA / LLaVA-Med v1 folders with mm_use_im_start_end: the &lt;im_start&gt; / &lt;im_end&gt; ids that
     /// wrap the image patches (model_vqa_med.py: Q\n&lt;im_start&gt;&lt;im_patch&gt;×N&lt;im_end&gt;); null otherwise.</summary>
     public (int Start, int End)? ImageBrackets { get; init; }
+    /// <summary>How images become the CLIP tower's square input (the folder's preprocessor_config.json, else CLIP's
+    /// shortest-edge resize + centre crop; pad to square first when config.json has image_aspect_ratio "pad").</summary>
+    public required ImageGeometry Geometry { get; init; }
 
     public void Dispose() { Model.Dispose(); Tokenizer.Dispose(); }
 }
@@ -79,11 +82,13 @@ public static class LlavaJobs
                 else throw new MedPeftException($"{configPath}: mm_use_im_start_end is true but the tokenizer has no <im_start>/<im_end> tokens");
                 log?.Invoke($"{spec.Name}: image features wrapped in <im_start> {st} / <im_end> {en} (mm_use_im_start_end)");
             }
+            var geometry = ImageGeometry.FromFolder(dir, c.VisionConfig.ImageSize, clipDefault: true);
+            log?.Invoke($"{spec.Name}: images {geometry.Describe(c.VisionConfig.ImageSize)}");
             var (module, _) = Presets.LoadFolder(dir, device);
             return new LlavaSession
             {
                 Model = (LlavaForConditionalGeneration)module, Spec = spec, Tokenizer = tokenizer, Template = chosen, Dir = dir,
-                PadId = pad, EosId = eos, ImageBrackets = brackets,
+                PadId = pad, EosId = eos, ImageBrackets = brackets, Geometry = geometry,
             };
         }
         catch { tokenizer.Dispose(); throw; }
@@ -210,7 +215,7 @@ public static class LlavaJobs
         (cli ?? new()).ApplyTo(GenerationConfigFile.Read(s.Dir).ForDecoderOnly(new GenerationOptions(MaxNewTokens: ReportTokens, MinNewTokens: 0, NumBeams: 1, EosTokenId: s.EosId, PadTokenId: s.PadId)));
 
     static ImageCache Images(LlavaSession s, string normalization) =>
-        new(new ImageProcessor(s.Model.Config.VisionConfig.ImageSize, Normalization.Get(normalization)));
+        new(new ImageProcessor(s.Model.Config.VisionConfig.ImageSize, Normalization.Get(normalization), s.Geometry));
 
     /// <summary>CLIP's normalisation unless the job names another (the BLIP path's default "blip" has the same
     /// mean/std as CLIP).</summary>
@@ -293,11 +298,18 @@ public static class LlavaJobs
         var json = (JsonObject)JsonNode.Parse(config.ToJson())!;
         json["conversation_template"] = s.Template.Name;
         if (s.ImageBrackets is not null) json["mm_use_im_start_end"] = true;   // keeps <im_start>/<im_end> on reload
+        if (s.Geometry.PadToSquare) json["image_aspect_ratio"] = "pad";        // LLaVA's field; HF ignores it, MedPeft reads it
         File.WriteAllText(Path.Combine(tmp, "config.json"), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         Checkpoint.SaveSafetensors(s.Model, Path.Combine(tmp, "model.safetensors"));
         foreach (var f in new[] { "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                                   "vocab.txt", GenerationConfigFile.FileName, "preprocessor_config.json" })
             if (File.Exists(Path.Combine(s.Dir, f))) File.Copy(Path.Combine(s.Dir, f), Path.Combine(tmp, f));
+        // An original-layout source has no preprocessor_config.json (LLaVA loads CLIP's processor by name): write the
+        // geometry used, so HF's LlavaProcessor and a reload preprocess the same way.
+        var pre = Path.Combine(tmp, ImageGeometry.FileName);
+        if (!File.Exists(pre))
+            File.WriteAllText(pre, s.Geometry.ToPreprocessorConfig(s.Model.Config.VisionConfig.ImageSize, Normalization.Clip)
+                .ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         if (Directory.Exists(full)) Directory.Delete(full, true);
         Directory.Move(tmp, full);
     }

@@ -64,7 +64,7 @@ public static class ReportJobs
         var tokenizer = BlipModelFolder.LoadTokenizer(pretrainedDir);
         var (model, load) = BlipModelFolder.LoadCaptioning(pretrainedDir, device);
         using var _ = model;
-        using var images = new ImageCache(new ImageProcessor(model.Config.VisionConfig.ImageSize, Normalization.Get(options.Normalization)));
+        using var images = new ImageCache(ImageProcessor.ForFolder(pretrainedDir, model.Config.VisionConfig.ImageSize, Normalization.Get(options.Normalization)));
         var batcher = new ReportBatcher(tokenizer, images, options, model.Config.TextConfig.MaxPositionEmbeddings) { AugmentationSeed = seed };
         var train_ = new TrainOptions { Epochs = epochs, BatchSize = options.BatchSize, Seed = seed, LogPath = logPath, PrefetchBatches = options.PrefetchBatches };
         var (report, result) = Train(model, strategy, null, learningRate, train, validation, batcher, train_, device, progress, cancel);
@@ -104,7 +104,7 @@ public static class ReportJobs
         using var _ = model;
         var train = Read(job.Format, job.DataDir, Splits.Train);
         var validation = Read(job.Format, job.DataDir, Splits.Validation);
-        using var images = new ImageCache(new ImageProcessor(model.Config.VisionConfig.ImageSize, Normalization.Get(options.Normalization)));
+        using var images = new ImageCache(ImageProcessor.ForFolder(job.ModelDir, model.Config.VisionConfig.ImageSize, Normalization.Get(options.Normalization)));
         var batcher = new ReportBatcher(tokenizer, images, options, model.Config.TextConfig.MaxPositionEmbeddings) { AugmentationSeed = job.Train.Seed };
         double lr = job.LearningRate ?? StrategyDefaults.LearningRate(job.Strategy);
         Directory.CreateDirectory(job.OutDir);
@@ -136,7 +136,7 @@ public static class ReportJobs
         var (model, load) = BlipModelFolder.LoadCaptioning(modelDir, dev);
         using var _ = model;
         if (adapterDir is not null) PeftAdapters.Load(model, adapterDir);
-        using var images = new ImageCache(new ImageProcessor(model.Config.VisionConfig.ImageSize, Normalization.Get(options.Normalization)));
+        using var images = new ImageCache(ImageProcessor.ForFolder(modelDir, model.Config.VisionConfig.ImageSize, Normalization.Get(options.Normalization)));
         var batcher = new ReportBatcher(tokenizer, images, options, model.Config.TextConfig.MaxPositionEmbeddings);
         var samples = Read(format, dataDir, split);
         var pairs = ReportEvaluation.Predict(model, samples, batcher, options.Decoding, dev, options.BatchSize);

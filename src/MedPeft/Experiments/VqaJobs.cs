@@ -58,7 +58,7 @@ public static class VqaJobs
         var train = Read(job.Format, job.DataDir, Splits.Train);
         var validation = Read(job.Format, job.DataDir, Splits.Validation);
         if (job.ValidationLimit > 0) validation = validation.Take(job.ValidationLimit).ToList();
-        using var images = new ImageCache(new ImageProcessor(model.Config.VisionConfig.ImageSize, Normalization.Get(job.Normalization)));
+        using var images = new ImageCache(ImageProcessor.ForFolder(job.ModelDir, model.Config.VisionConfig.ImageSize, Normalization.Get(job.Normalization)));
         job.Augmentation?.Validate();
         var batcher = new VqaBatcher(tokenizer, images) { Augmentation = job.Augmentation, AugmentationSeed = job.Train.Seed };
         double lr = job.LearningRate ?? StrategyDefaults.LearningRate(job.Strategy);
@@ -181,7 +181,7 @@ public static class VqaJobs
         var tokenizer = BlipModelFolder.LoadTokenizer(modelDir);
         using var model = BlipModelFolder.Load(modelDir, dev);
         if (adapterDir is not null) PeftAdapters.Load(model, adapterDir);
-        using var images = new ImageCache(new ImageProcessor(model.Config.VisionConfig.ImageSize, Normalization.Get(normalization)));
+        using var images = new ImageCache(ImageProcessor.ForFolder(modelDir, model.Config.VisionConfig.ImageSize, Normalization.Get(normalization)));
         var batcher = new VqaBatcher(tokenizer, images);
         var samples = Read(format, dataDir, split);
         var predictions = VqaEvaluation.Predict(model, samples, batcher, decoding, dev);

@@ -251,7 +251,7 @@ public class LlavaJobsTests
             using var s = new LlavaSession
             {
                 Model = new LlavaForConditionalGeneration(c), Spec = Presets.Llava("tiny", c), Tokenizer = TextTokenizers.Load(dir),
-                Template = ConversationTemplates.LlavaMedV1, Dir = dir, PadId = 0, EosId = 2, ImageBrackets = (Id("s"), Id("i")),
+                Template = ConversationTemplates.LlavaMedV1, Dir = dir, PadId = 0, EosId = 2, ImageBrackets = (Id("s"), Id("i")), Geometry = ImageGeometry.Square,
             };
             var ids = LlavaJobs.PromptIds(s, "the xray?");
             int at = Array.IndexOf(ids, TinyTokenizers.ImageId);
