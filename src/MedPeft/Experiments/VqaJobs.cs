@@ -143,6 +143,8 @@ public static class VqaJobs
         }
         if (methods.All(m => m is PrefixTuningMethod))
             return PeftAdapters.SavePromptLearning(model, dir, ((PrefixTuningMethod)methods[0]).Config, null, taskType: null);
+        if (methods.All(m => m is PTuningMethod))
+            return PeftAdapters.SavePromptLearning(model, dir, null, null, taskType: null);   // settings live on the towers
         if (methods.All(m => m is PromptTuningMethod))
             return PeftAdapters.SavePromptLearning(model, dir, null, ((PromptTuningMethod)methods[0]).Config, taskType: null);
         if (methods.All(m => m is SelectiveTuning && m != SelectiveTuning.Full))

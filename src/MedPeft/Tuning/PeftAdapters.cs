@@ -14,6 +14,9 @@ public sealed record PeftAdapterConfig(string PeftType, string? TaskType, LoraCo
     public Ia3Config? Ia3 { get; init; }
     public PrefixTuningConfig? Prefix { get; init; }
     public PromptTuningConfig? Prompt { get; init; }
+    /// <summary>P_TUNING (PEFT's PromptEncoderConfig).</summary>
+    public PromptEncoderConfig? PTuning { get; init; }
+    public bool IsPromptLearning => Prefix is not null || Prompt is not null || PTuning is not null;
     /// <summary>Prompt learning: the declared num_layers / token_dim (checked against the model) and MedPeft's
     /// "medpeft_towers" (BLIP only; absent = the layout's language towers).</summary>
     public int? NumLayers { get; init; }
@@ -111,6 +114,7 @@ public static class PeftAdapters
             }
             case "PREFIX_TUNING":
             case "PROMPT_TUNING":
+            case "P_TUNING":
             {
                 int Int(string k, bool required)
                 {
@@ -142,14 +146,26 @@ public static class PeftAdapters
                             EncoderHiddenSize = Get("encoder_hidden_size") is null ? 0 : Int("encoder_hidden_size", false),
                         },
                     };
+                if (type == "P_TUNING")
+                {
+                    var dropout = Num("encoder_dropout", 0);
+                    var layersEl = Get("encoder_num_layers");
+                    var pTuning = new PromptEncoderConfig
+                    {
+                        NumVirtualTokens = n, EncoderReparameterizationType = Str("encoder_reparameterization_type") ?? "MLP",
+                        EncoderHiddenSize = Get("encoder_hidden_size") is null ? null : Int("encoder_hidden_size", false),
+                        EncoderNumLayers = layersEl is null ? 2 : Int("encoder_num_layers", false), EncoderDropout = dropout,
+                    };
+                    try { pTuning.Validate(path, training: false); }
+                    catch (MedPeftException e) { throw new MedPeftException(e.Message.Replace($"{path}: ", $"{path}: field ")); }
+                    return common with { PTuning = pTuning };
+                }
                 var init = Str("prompt_tuning_init") ?? "RANDOM";
                 if (init is not ("RANDOM" or "TEXT")) throw new MedPeftException($"{path}: field \"prompt_tuning_init\" must be RANDOM or TEXT (got \"{init}\")");
                 return common with { Prompt = new PromptTuningConfig { NumVirtualTokens = n, PromptTuningInit = init, PromptTuningInitText = Str("prompt_tuning_init_text") } };
             }
-            case "P_TUNING":
-                throw new MedPeftException($"{path}: peft_type \"P_TUNING\" (PEFT's prompt encoder, P-tuning v1) is not supported; MedPeft's \"ptuning\" is P-tuning v2, saved as PREFIX_TUNING with prefix_projection false");
             default:
-                throw new MedPeftException($"{path}: peft_type \"{type}\" is not supported (LORA, LN_TUNING, IA3, PREFIX_TUNING, PROMPT_TUNING)");
+                throw new MedPeftException($"{path}: peft_type \"{type}\" is not supported (LORA, LN_TUNING, IA3, PREFIX_TUNING, PROMPT_TUNING, P_TUNING)");
         }
     }
 
@@ -201,7 +217,8 @@ public static class PeftAdapters
     /// PromptTuningConfig: the PromptLearningConfig fields plus the method's own). <paramref name="towers"/> is
     /// MedPeft's "medpeft_towers" (null = not written: the layout's language tower, LLaVA's llm).</summary>
     public static string PromptLearningConfigJson(string peftType, int numVirtualTokens, int tokenDim, int numLayers, int numHeads,
-        PrefixTuningConfig? prefix, PromptTuningConfig? prompt, IReadOnlyList<string>? towers, string? taskType = "CAUSAL_LM", string baseModel = "")
+        PrefixTuningConfig? prefix, PromptTuningConfig? prompt, IReadOnlyList<string>? towers, string? taskType = "CAUSAL_LM", string baseModel = "",
+        PromptEncoderConfig? pTuning = null)
     {
         var f = new SortedDictionary<string, string>(StringComparer.Ordinal)
         {
@@ -222,6 +239,14 @@ public static class PeftAdapters
             f["prompt_tuning_init_text"] = prompt.PromptTuningInitText is null ? "null" : JStr(prompt.PromptTuningInitText);
             f["tokenizer_kwargs"] = "null";
             f["tokenizer_name_or_path"] = "null";
+        }
+        if (pTuning is not null)
+        {
+            // PEFT writes the config after _prepare_prompt_learning_config filled encoder_hidden_size (null → token_dim).
+            f["encoder_dropout"] = JNum(pTuning.EncoderDropout, intIfIntegral: false);
+            f["encoder_hidden_size"] = pTuning.HiddenSize(tokenDim).ToString(CultureInfo.InvariantCulture);
+            f["encoder_num_layers"] = pTuning.EncoderNumLayers.ToString(CultureInfo.InvariantCulture);
+            f["encoder_reparameterization_type"] = JStr(pTuning.EncoderReparameterizationType);
         }
         if (towers is not null) f["medpeft_towers"] = JList(towers);
         return JObject(f);
@@ -279,7 +304,7 @@ public static class PeftAdapters
                 foreach (var l in Ia3.LayersOf(model)) l.Vector.requires_grad = trainable;
                 return config;
             }
-            if (config.Prefix is not null || config.Prompt is not null)
+            if (config.IsPromptLearning)
             {
                 LoadPromptLearning(model, config, state, adapterDir, trainable);
                 return config;
@@ -320,7 +345,7 @@ public static class PeftAdapters
         var source = Path.Combine(adapterDir, ConfigFile);
         var layout = LayoutOf(model);
         bool isPrefix = config.Prefix is not null;
-        int n = isPrefix ? config.Prefix!.NumVirtualTokens : config.Prompt!.NumVirtualTokens;
+        int n = config.Prefix?.NumVirtualTokens ?? config.Prompt?.NumVirtualTokens ?? config.PTuning!.NumVirtualTokens;
         var towers = config.Towers?.ToList() ?? DefaultPromptTowers(model, layout, isPrefix, source);
         foreach (var t in towers)
             if (!layout.Towers.ContainsKey(t)) throw new MedPeftException($"{source}: field \"medpeft_towers\" names unknown tower \"{t}\"");
@@ -339,9 +364,9 @@ public static class PeftAdapters
             }
             else
             {
-                var pt = PromptTuning.Attach(model, tower, root, n, source);
-                weights.Add(pt.Encoder.embedding.weight!);
-                tokenDim = (int)pt.Encoder.embedding.weight!.shape[1];
+                var pt = PromptTuning.Attach(model, tower, root, n, source, config.PTuning, inference: true);
+                weights.Add(pt.Embedding.weight!);
+                tokenDim = (int)pt.TokenDim;
             }
         }
         if (config.NumLayers is int nl && isPrefix && nl != layers)
@@ -404,16 +429,18 @@ public static class PeftAdapters
         WriteText(Path.Combine(dir, ConfigFile), Ia3ConfigJson(config, taskType));
     }
 
-    /// <summary>Writes a prefix-tuning / P-tuning v2 (PREFIX_TUNING) or prompt-tuning (PROMPT_TUNING) adapter as PEFT's
-    /// save_pretrained does: one tensor "prompt_embeddings" = get_prompt_embedding_to_save (for prefix tuning with the
-    /// MLP, the MLP's output [N, layers·2·hidden], so the file loads without the MLP), config with inference_mode
-    /// true. Returns the peft_type written.</summary>
+    /// <summary>Writes a prefix-tuning / P-tuning v2 (PREFIX_TUNING), prompt-tuning (PROMPT_TUNING) or P-tuning v1
+    /// (P_TUNING) adapter as PEFT's save_pretrained does: one tensor "prompt_embeddings" = get_prompt_embedding_to_save
+    /// (for prefix tuning with the MLP, the MLP's output [N, layers·2·hidden]; for P-tuning the prompt encoder's output
+    /// [N, token_dim]; so the file loads without the encoder), config with inference_mode true. Returns the peft_type
+    /// written.</summary>
     public static string SavePromptLearning(nn.Module model, string dir, PrefixTuningConfig? prefix, PromptTuningConfig? prompt, string? taskType = "CAUSAL_LM")
     {
         var layout = LayoutOf(model);
         var prefixTowers = PrefixTuning.TowersOf(model);
         var promptTowers = PromptTuning.TowersOf(model);
         Tensor embeddings;
+        PromptEncoderConfig? pTuning = null;
         string type; int n, tokenDim, layers, heads;
         List<string> towers;
         using var scope = torch.NewDisposeScope();
@@ -431,10 +458,18 @@ public static class PeftAdapters
             }
             else if (promptTowers.Count > 0)
             {
-                type = "PROMPT_TUNING";
                 var ordered = layout.Towers.Keys.SelectMany(t => promptTowers.Where(p => p.Tower == t)).ToList();
-                embeddings = torch.cat(ordered.Select(p => p.Encoder.embedding.weight!.detach().to(ScalarType.Float32)).ToList(), 1);
-                n = (int)ordered[0].Length; tokenDim = (int)ordered[0].Encoder.embedding.weight!.shape[1];
+                pTuning = ordered[0].PTuning;
+                type = pTuning is null ? "PROMPT_TUNING" : "P_TUNING";
+                if (ordered.Any(p => (p.PTuning is null) != (pTuning is null)))
+                    throw new MedPeftException($"{dir}: the towers mix prompt tuning and P-tuning; PEFT has one type per adapter");
+                // P_TUNING: get_prompt_embedding_to_save = the encoder's output for the N tokens (the file loads without
+                // it), taken in eval mode so an LSTM's dropout does not end up in the file.
+                var modes = ordered.Select(p => p.Encoder.training).ToList();
+                foreach (var p in ordered) p.Encoder.eval();
+                embeddings = torch.cat(ordered.Select(p => p.Prompt().detach().to(ScalarType.Float32)).ToList(), 1);
+                for (int i = 0; i < ordered.Count; i++) ordered[i].Encoder.train(modes[i]);
+                n = (int)ordered[0].Length; tokenDim = (int)ordered[0].TokenDim;
                 (layers, heads) = LayersAndHeads(ordered[0].Root);
                 towers = ordered.Select(p => p.Tower).ToList();
                 prompt ??= new PromptTuningConfig { NumVirtualTokens = n };
@@ -446,7 +481,7 @@ public static class PeftAdapters
         Checkpoint.SaveSafetensors([("prompt_embeddings", embeddings.contiguous())], Path.Combine(dir, WeightsFile));
         var named = ReferenceEquals(layout, TowerLayout.Llava) && towers.SequenceEqual(["llm"]) ? null : towers;
         WriteText(Path.Combine(dir, ConfigFile), PromptLearningConfigJson(type, n, tokenDim, layers, heads, type == "PREFIX_TUNING" ? prefix : null,
-            type == "PROMPT_TUNING" ? prompt : null, named, taskType));
+            type == "PROMPT_TUNING" ? prompt : null, named, taskType, pTuning: pTuning));
         return type;
     }
 
@@ -481,7 +516,7 @@ public static class PeftAdapters
         var before = model.named_parameters().Select(p => (p.parameter, p.parameter.requires_grad)).ToList();
         foreach (var (p, _) in before) p.requires_grad = false;
         var config = Load(model, adapterDir, trainable: true);
-        bool promptLearning = config.Prefix is not null || config.Prompt is not null;
+        bool promptLearning = config.IsPromptLearning;
         // Adapter key → the trained tensors behind it and how their gradient is shown under that key.
         var adapter = new Dictionary<string, (List<Tensor> Params, Func<List<Tensor>, Tensor> Grad)>();
         Tensor GradOf(Tensor t) => t.grad is { } g ? g.detach().clone() : torch.zeros_like(t);
@@ -492,7 +527,7 @@ public static class PeftAdapters
         else if (promptLearning)
         {
             var ws = PrefixTuning.TowersOf(model).Select(t => (Tensor)t.Encoder.embedding.weight!)
-                .Concat(PromptTuning.TowersOf(model).Select(t => (Tensor)t.Encoder.embedding.weight!)).ToList();
+                .Concat(PromptTuning.TowersOf(model).Select(t => (Tensor)t.Embedding.weight!)).ToList();
             adapter["prompt_embeddings"] = (ws, ts => torch.cat(ts.Select(GradOf).ToList(), 1));
         }
         else foreach (var (k, t) in LnTuningParameters(model, config.LnTargets!)) adapter[k] = ([t], ts => GradOf(ts[0]));
