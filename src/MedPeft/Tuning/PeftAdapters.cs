@@ -230,7 +230,8 @@ public static class PeftAdapters
         };
         if (prefix is not null)
         {
-            f["encoder_hidden_size"] = prefix.PrefixProjection ? prefix.EncoderHiddenSize.ToString(CultureInfo.InvariantCulture) : "null";
+            // Without the MLP the width is unused; PEFT still writes it, filled with token_dim by _prepare_prompt_learning_config.
+            f["encoder_hidden_size"] = (prefix.PrefixProjection ? prefix.EncoderHiddenSize : tokenDim).ToString(CultureInfo.InvariantCulture);
             f["prefix_projection"] = prefix.PrefixProjection ? "true" : "false";
         }
         if (prompt is not null)
@@ -350,7 +351,7 @@ public static class PeftAdapters
         foreach (var t in towers)
             if (!layout.Towers.ContainsKey(t)) throw new MedPeftException($"{source}: field \"medpeft_towers\" names unknown tower \"{t}\"");
         var weights = new List<Tensor>();
-        int layers = 0, tokenDim = 0;
+        int layers = 0, tokenDim = 0, hiddenSize = 0;
         foreach (var tower in towers)
         {
             var name = layout.Towers[tower].TrimEnd('.');
@@ -360,7 +361,7 @@ public static class PeftAdapters
             {
                 var pt = PrefixTuning.Attach(tower, name, root, n, projection: false, encoderHidden: 0, source);
                 weights.Add(pt.Encoder.embedding.weight!);
-                layers += pt.NumLayers; tokenDim = pt.TokenDim;
+                layers += pt.NumLayers; tokenDim = pt.TokenDim; hiddenSize = pt.HiddenSize;
             }
             else
             {
@@ -371,8 +372,11 @@ public static class PeftAdapters
         }
         if (config.NumLayers is int nl && isPrefix && nl != layers)
             throw new MedPeftException($"{source}: field \"num_layers\" is {nl} but the adapted towers [{string.Join(", ", towers)}] have {layers} layers");
-        if (config.TokenDim is int td && td != tokenDim)
-            throw new MedPeftException($"{source}: field \"token_dim\" is {td} but the model's hidden size is {tokenDim}");
+        // GQA prefix: PEFT ≥ 0.12.0 writes token_dim = kv_heads × head_dim and also rescales a hidden-size token_dim.
+        if (config.TokenDim is int td && td != tokenDim && !(isPrefix && td == hiddenSize))
+            throw new MedPeftException(isPrefix && hiddenSize != tokenDim
+                ? $"{source}: field \"token_dim\" is {td} but the model's key/value width is {tokenDim} (num_key_value_heads × head_dim, PEFT ≥ 0.12.0's token_dim for grouped-query attention) and its hidden size {hiddenSize}"
+                : $"{source}: field \"token_dim\" is {td} but the model's hidden size is {tokenDim}");
         long width = weights.Sum(w => w.shape[1]);
         using var meta = torch.empty(n, width, device: torch.META);
         CheckFit(new Dictionary<string, Tensor> { ["prompt_embeddings"] = meta }, state, Path.Combine(adapterDir, WeightsFile));
@@ -433,7 +437,8 @@ public static class PeftAdapters
     /// (P_TUNING) adapter as PEFT's save_pretrained does: one tensor "prompt_embeddings" = get_prompt_embedding_to_save
     /// (for prefix tuning with the MLP, the MLP's output [N, layers·2·hidden]; for P-tuning the prompt encoder's output
     /// [N, token_dim]; so the file loads without the encoder), config with inference_mode true. Returns the peft_type
-    /// written.</summary>
+    /// written. A prefix on a grouped-query-attention LLaMA is written as PEFT ≥ 0.12.0 writes it (token_dim =
+    /// kv_heads × head_dim, num_attention_heads = num_key_value_heads; see PrefixTuning), which PEFT 0.11 cannot load.</summary>
     public static string SavePromptLearning(nn.Module model, string dir, PrefixTuningConfig? prefix, PromptTuningConfig? prompt, string? taskType = "CAUSAL_LM")
     {
         var layout = LayoutOf(model);
@@ -452,7 +457,7 @@ public static class PeftAdapters
                 var ordered = layout.Towers.Keys.SelectMany(t => prefixTowers.Where(p => p.Tower == t)).ToList();
                 embeddings = torch.cat(ordered.Select(p => p.PromptEmbeddings().to(ScalarType.Float32)).ToList(), 1);
                 n = ordered[0].NumVirtualTokens; tokenDim = ordered[0].TokenDim; layers = ordered.Sum(p => p.NumLayers);
-                heads = HeadsOf(ordered[0]);
+                heads = ordered[0].KvHeads;   // = num_attention_heads unless GQA (PEFT ≥ 0.12.0 writes num_key_value_heads)
                 towers = ordered.Select(p => p.Tower).ToList();
                 prefix ??= new PrefixTuningConfig { NumVirtualTokens = n, PrefixProjection = ordered[0].Encoder.transform is not null };
             }
@@ -484,8 +489,6 @@ public static class PeftAdapters
             type == "PROMPT_TUNING" ? prompt : null, named, taskType, pTuning: pTuning));
         return type;
     }
-
-    static int HeadsOf(PrefixTower t) => LayersAndHeads(t.Root).Heads;
 
     static (int Layers, int Heads) LayersAndHeads(nn.Module root) => root switch
     {

@@ -204,7 +204,7 @@ public class ExtrinsicMethodsTests(ITestOutputHelper output)
                 long width = peftType == "PREFIX_TUNING" ? c.NumHiddenLayers * 2L * c.KeyValueHeads * c.HeadDim : c.HiddenSize;
                 Assert.Equal(new[] { (long)cfg.GetProperty("num_virtual_tokens").GetInt32(), width }, saved["prompt_embeddings"].shape);
                 if (spec == "prefix") Assert.True(cfg.GetProperty("prefix_projection").GetBoolean());
-                if (spec == "ptuning") Assert.Equal(JsonValueKind.Null, cfg.GetProperty("encoder_hidden_size").ValueKind);
+                if (spec == "ptuning") Assert.Equal(c.HiddenSize, cfg.GetProperty("encoder_hidden_size").GetInt32());   // PEFT: None → token_dim
             }
 
             using var fresh = LoadLlava();
