@@ -388,7 +388,7 @@ static class Commands
         var inputs = new Option<string>("--inputs") { Description = "inputs.safetensors", Required = true };
         var expected = new Option<string>("--expected") { Description = "expected.safetensors made by the Python reference", Required = true };
         var json = new Option<bool>("--json") { Description = "print the per-tensor results as JSON" };
-        var adapter = new Option<string?>("--adapter") { Description = "a PEFT adapter folder (LORA, LN_TUNING) to apply first" };
+        var adapter = new Option<string?>("--adapter") { Description = "a PEFT adapter folder (LORA, LN_TUNING, IA3, PREFIX_TUNING, PROMPT_TUNING, P_TUNING; LLaVA) to apply first; soft-prompt adapters' logits_with_adapter are compared at the real tokens (the last L positions) unless the expected tensor has all N + L" };
         var c = new Command("parity", $"Recompute every tensor of a reference file and compare (|diff| ≤ {Parity.Atol:G} + {Parity.Rtol:G}·|expected|; integers exact). Exit 1 if any is off or missing.");
         c.Add(dir); c.Add(inputs); c.Add(expected); c.Add(json); c.Add(adapter);
         c.SetAction(r =>
