@@ -511,7 +511,8 @@ public static class PeftAdapters
     /// runs forward + backward (<c>logits_with_adapter</c>, <c>loss_with_adapter</c>, <c>grad.&lt;adapter key&gt;</c> for
     /// every <c>grad.*</c> key of <paramref name="expected"/>, zeros where no gradient arrives), then merge_and_unload and
     /// a no-grad forward (<c>logits_merged</c>, <c>loss_merged</c>). Also IA3 (grads in PEFT's vector shapes) and
-    /// prompt learning (grad.prompt_embeddings; no merged form, so expected files must not ask for merged values).
+    /// prompt learning (grad.prompt_embeddings; no merged form, so expected files must not ask for merged values; a
+    /// P_TUNING adapter runs as PEFT's inference form, so its gradient is that of the stored encoder output).
     /// Leaves the model merged (LoRA/IA3 removed, norms replaced); other parameters' requires_grad flags are restored.</summary>
     public static Dictionary<string, Tensor> LlavaAdapterTensors(LlavaForConditionalGeneration model, string adapterDir,
         Dictionary<string, Tensor> inputs, Dictionary<string, Tensor> expected)
