@@ -123,7 +123,7 @@ static class Commands
         var data = new Option<string>("--data") { Description = "dataset folder", Required = true };
         var format = new Option<string>("--format") { Description = "dataset format (slake, vqa-rad, pathvqa; report task: iu-xray, mimic-cxr)", DefaultValueFactory = _ => "slake" };
         var task = TaskOption();
-        var strategy = new Option<string>("--strategy") { Description = "e.g. ln, ln@text, full@vision+ln@text, ffn, attn, bias, full, lora, ia3, prefix, ptuning, prompt, ln+lora@text", DefaultValueFactory = _ => "ln" };
+        var strategy = new Option<string>("--strategy") { Description = "e.g. ln, ln@text, full@vision+ln@text, ffn, attn, bias, full, lora, ia3, prefix, ptuning (P-tuning v2), ptuning-v1 (PEFT P_TUNING), prompt, ln+lora@text", DefaultValueFactory = _ => "ln" };
         var @out = new Option<string>("--out") { Description = "output folder (model/, log.jsonl, train_summary.json)", Required = true };
         var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 10 };
         var maxSteps = new Option<int?>("--max-steps") { Description = "stop after this many optimizer steps" };
@@ -135,48 +135,24 @@ static class Commands
         var clip = new Option<double>("--max-grad-norm") { DefaultValueFactory = _ => 1.0 };
         var evalEvery = new Option<int>("--eval-every") { Description = "validate every N steps (0 = every epoch)", DefaultValueFactory = _ => 0 };
         var norm = new Option<string>("--normalization") { Description = "pixel normalisation: blip, clip, imagenet, miss-raw, unit", DefaultValueFactory = _ => "blip" };
-        var loraR = new Option<int>("--lora-r") { Description = "LoRA rank (lora terms)", DefaultValueFactory = _ => 8 };
-        var loraAlpha = new Option<double>("--lora-alpha") { DefaultValueFactory = _ => 32 };
-        var loraDropout = new Option<double>("--lora-dropout") { DefaultValueFactory = _ => 0.1 };
-        var loraTargets = new Option<string[]>("--lora-targets") { Description = "module-name suffixes (PEFT target_modules; default query value for BLIP, q_proj v_proj for LLaVA)", AllowMultipleArgumentsPerToken = true };
-        var rslora = new Option<bool>("--use-rslora") { Description = "scale by alpha/sqrt(r) instead of alpha/r" };
         var template = new Option<string?>("--template") { Description = $"LLaVA conversation template ({string.Join(", ", MedPeft.Data.ConversationTemplates.Named.Keys)}; default: the model's)" };
-        var ia3Targets = new Option<string[]>("--ia3-targets") { Description = "IA3 target_modules suffixes (default key value output.dense for BLIP, k_proj v_proj down_proj for LLaVA)", AllowMultipleArgumentsPerToken = true };
-        var ia3Ff = new Option<string[]>("--ia3-feedforward") { Description = "IA3 feedforward_modules (input-scaled; default output.dense for BLIP, down_proj for LLaVA)", AllowMultipleArgumentsPerToken = true };
-        var virtualTokens = new Option<int?>("--num-virtual-tokens") { Description = "prefix/ptuning (default 10) and prompt (default 20) virtual tokens" };
-        var encoderHidden = new Option<int>("--encoder-hidden-size") { Description = "prefix tuning's MLP width", DefaultValueFactory = _ => 512 };
-        var prefixProjection = new Option<bool>("--prefix-projection") { Description = "prefix: reparameterise with the MLP (false = P-tuning v2, same as --strategy ptuning)", DefaultValueFactory = _ => true };
-        var promptInit = new Option<string?>("--prompt-init-text") { Description = "prompt tuning: initialise from this text's word embeddings (PEFT's TEXT init)" };
+        var methodFlags = new MethodCliOptions();
         var aug = new AugmentOptions();
         var rep = new ReportCliOptions();
         var c = new Command("train", "Fine-tune a BLIP or LLaVA model folder with a tuning strategy: Med-VQA (--task vqa) or report generation (--task report: BLIP as BlipForConditionalGeneration, a VQA folder initialises it with text_encoder dropped; LLaVA as image + instruction → report).");
-        rt.AddTo(c); foreach (var o in new Option[] { task, model, data, format, strategy, @out, epochs, maxSteps, batch, accum, lr, wd, warmup, clip, evalEvery, norm, loraR, loraAlpha, loraDropout, loraTargets, rslora, template, ia3Targets, ia3Ff, virtualTokens, encoderHidden, prefixProjection, promptInit }) c.Add(o);
-        aug.AddTo(c); rep.AddTo(c);
+        rt.AddTo(c); foreach (var o in new Option[] { task, model, data, format, strategy, @out, epochs, maxSteps, batch, accum, lr, wd, warmup, clip, evalEvery, norm, template }) c.Add(o);
+        methodFlags.AddTo(c); aug.AddTo(c); rep.AddTo(c);
         c.SetAction(r =>
         {
             var device = rt.Apply(r);
-            var vt = r.GetValue(virtualTokens);
-            var initText = r.GetValue(promptInit);
+            var methodOptions = methodFlags.Get(r);
             var job = new VqaTrainJob
             {
                 ModelDir = r.GetValue(model)!, DataDir = r.GetValue(data)!, Format = r.GetValue(format)!, Strategy = r.GetValue(strategy)!,
                 OutDir = r.GetValue(@out)!, Device = device, LearningRate = r.GetValue(lr), Normalization = r.GetValue(norm)!,
                 Augmentation = aug.Get(r),
-                Lora = new LoraConfig
-                {
-                    R = r.GetValue(loraR), LoraAlpha = r.GetValue(loraAlpha), LoraDropout = r.GetValue(loraDropout),
-                    TargetModules = r.GetValue(loraTargets) ?? [], UseRslora = r.GetValue(rslora),
-                },
                 Template = r.GetValue(template), Log = line => Console.Error.WriteLine(line),
-                Ia3 = new Ia3Config { TargetModules = r.GetValue(ia3Targets) ?? [], FeedforwardModules = r.GetValue(ia3Ff) ?? [] },
-                Prefix = new PrefixTuningConfig
-                {
-                    NumVirtualTokens = vt ?? 10, EncoderHiddenSize = r.GetValue(encoderHidden), PrefixProjection = r.GetValue(prefixProjection),
-                },
-                Prompt = new PromptTuningConfig
-                {
-                    NumVirtualTokens = vt ?? 20, PromptTuningInit = initText is null ? "RANDOM" : "TEXT", PromptTuningInitText = initText,
-                },
+                MethodOptions = methodOptions,
                 Train = new TrainOptions
                 {
                     Epochs = r.GetValue(epochs), MaxSteps = r.GetValue(maxSteps), BatchSize = r.GetValue(batch), GradientAccumulation = r.GetValue(accum),
@@ -191,7 +167,8 @@ static class Commands
                 var rjob = new ReportTrainJob
                 {
                     ModelDir = job.ModelDir, DataDir = job.DataDir, Format = job.Format, Strategy = job.Strategy, OutDir = job.OutDir, Device = device,
-                    LearningRate = job.LearningRate, Train = job.Train, Lora = job.Lora,
+                    LearningRate = job.LearningRate, Train = job.Train,
+                    Lora = job.Lora is { TargetModules.Count: 0, TargetRegex: null } l ? l with { TargetModules = LoraMethod.DefaultFor(TowerLayout.Blip).TargetModules } : job.Lora,
                     Options = rep.Get(r, job.Format, batch: job.Train.BatchSize) with
                     {
                         Normalization = job.Normalization, Augmentation = job.Augmentation, PrefetchBatches = job.Train.PrefetchBatches,
@@ -411,7 +388,7 @@ static class Commands
         var inputs = new Option<string>("--inputs") { Description = "inputs.safetensors", Required = true };
         var expected = new Option<string>("--expected") { Description = "expected.safetensors made by the Python reference", Required = true };
         var json = new Option<bool>("--json") { Description = "print the per-tensor results as JSON" };
-        var adapter = new Option<string?>("--adapter") { Description = "a PEFT adapter folder (LORA, LN_TUNING) to apply first" };
+        var adapter = new Option<string?>("--adapter") { Description = "a PEFT adapter folder (LORA, LN_TUNING, IA3, PREFIX_TUNING, PROMPT_TUNING, P_TUNING; LLaVA) to apply first; soft-prompt adapters' logits_with_adapter are compared at the real tokens (the last L positions) unless the expected tensor has all N + L" };
         var c = new Command("parity", $"Recompute every tensor of a reference file and compare (|diff| ≤ {Parity.Atol:G} + {Parity.Rtol:G}·|expected|; integers exact). Exit 1 if any is off or missing.");
         c.Add(dir); c.Add(inputs); c.Add(expected); c.Add(json); c.Add(adapter);
         c.SetAction(r =>

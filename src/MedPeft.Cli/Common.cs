@@ -71,3 +71,48 @@ sealed class ReportCliOptions
         };
     }
 }
+
+/// <summary>Per-method tuning flags of `medpeft train`. They have no parser defaults: a flag not given leaves the
+/// method's own default. Get turns the given flags into the same (method, option, value) entries a study file's
+/// strategy options give and builds the configs with the one builder, MethodOptions.Parse.</summary>
+public sealed class MethodCliOptions
+{
+    public readonly Option<int?> LoraR = new("--lora-r") { Description = "LoRA rank (lora terms; default 8)" };
+    public readonly Option<double?> LoraAlpha = new("--lora-alpha") { Description = "LoRA alpha (default 32)" };
+    public readonly Option<double?> LoraDropout = new("--lora-dropout") { Description = "LoRA dropout (default 0.1)" };
+    public readonly Option<string[]> LoraTargets = new("--lora-targets") { Description = "module-name suffixes (PEFT target_modules; default query value for BLIP, q_proj v_proj for LLaVA)", AllowMultipleArgumentsPerToken = true };
+    public readonly Option<bool?> Rslora = new("--use-rslora") { Description = "scale by alpha/sqrt(r) instead of alpha/r" };
+    public readonly Option<string[]> Ia3Targets = new("--ia3-targets") { Description = "IA3 target_modules suffixes (default key value output.dense for BLIP, k_proj v_proj down_proj for LLaVA)", AllowMultipleArgumentsPerToken = true };
+    public readonly Option<string[]> Ia3Feedforward = new("--ia3-feedforward") { Description = "IA3 feedforward_modules (input-scaled; default output.dense for BLIP, down_proj for LLaVA)", AllowMultipleArgumentsPerToken = true };
+    public readonly Option<int?> VirtualTokens = new("--num-virtual-tokens") { Description = "prefix/ptuning (default 10), prompt and ptuning-v1 (default 20) virtual tokens" };
+    public readonly Option<int?> EncoderHidden = new("--encoder-hidden-size") { Description = "prefix tuning's MLP width (default 512); ptuning-v1's prompt encoder width (default the hidden size)" };
+    public readonly Option<bool?> PrefixProjection = new("--prefix-projection") { Description = "prefix: reparameterise with the MLP (default true; false = P-tuning v2, same as --strategy ptuning)" };
+    public readonly Option<string?> PromptInit = new("--prompt-init-text") { Description = "prompt tuning: initialise from this text's word embeddings (PEFT's TEXT init)" };
+    public readonly Option<string?> ReparamType = new("--encoder-reparameterization-type") { Description = "ptuning-v1: prompt encoder MLP (default) or LSTM" };
+    public readonly Option<int?> EncoderLayers = new("--encoder-num-layers") { Description = "ptuning-v1: LSTM layers (default 2)" };
+    public readonly Option<double?> EncoderDropout = new("--encoder-dropout") { Description = "ptuning-v1: LSTM dropout between layers (default 0)" };
+
+    public void AddTo(Command c)
+    {
+        foreach (var o in new Option[] { LoraR, LoraAlpha, LoraDropout, LoraTargets, Rslora, Ia3Targets, Ia3Feedforward, VirtualTokens, EncoderHidden, PrefixProjection, PromptInit, ReparamType, EncoderLayers, EncoderDropout })
+            c.Add(o);
+    }
+
+    public MedPeft.Tuning.MethodOptions Get(ParseResult r)
+    {
+        static string? Inv(object? v) => v is null ? null : Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture);
+        static string? List(string[]? v) => v is null || v.Length == 0 ? null : string.Join(",", v);
+        // Method null: every method taking the option (--num-virtual-tokens → prefix, ptuning, prompt, ptuning-v1).
+        var given = new (string? Method, string Key, string? Value)[]
+        {
+            ("lora", "r", Inv(r.GetValue(LoraR))), ("lora", "alpha", Inv(r.GetValue(LoraAlpha))), ("lora", "dropout", Inv(r.GetValue(LoraDropout))),
+            ("lora", "targets", List(r.GetValue(LoraTargets))), ("lora", "rslora", Inv(r.GetValue(Rslora))),
+            ("ia3", "targets", List(r.GetValue(Ia3Targets))), ("ia3", "feedforward", List(r.GetValue(Ia3Feedforward))),
+            (null, "num_virtual_tokens", Inv(r.GetValue(VirtualTokens))), (null, "encoder_hidden_size", Inv(r.GetValue(EncoderHidden))),
+            ("prefix", "prefix_projection", Inv(r.GetValue(PrefixProjection))), ("prompt", "prompt_init_text", r.GetValue(PromptInit)),
+            ("ptuning-v1", "encoder_reparameterization_type", r.GetValue(ReparamType)), ("ptuning-v1", "encoder_num_layers", Inv(r.GetValue(EncoderLayers))),
+            ("ptuning-v1", "encoder_dropout", Inv(r.GetValue(EncoderDropout))),
+        };
+        return MedPeft.Tuning.MethodOptions.Parse(given.Where(g => g.Value is not null).Select(g => (g.Method, g.Key, g.Value!)), null, "train");
+    }
+}

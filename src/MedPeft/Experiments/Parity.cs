@@ -18,8 +18,13 @@ public static class Parity
 {
     public const double Atol = 1e-4, Rtol = 1e-4;
 
-    /// <param name="adapterDir">A PEFT adapter folder (LORA, LN_TUNING) applied to the model; the expected file
-    /// then holds the adapter tensors (logits_with_adapter, grad.&lt;adapter key&gt;, logits_merged, …).</param>
+    /// <param name="adapterDir">A PEFT adapter folder (LORA, LN_TUNING, IA3, PREFIX_TUNING, PROMPT_TUNING, P_TUNING)
+    /// applied to the model; the expected file then holds the adapter tensors (logits_with_adapter, grad.&lt;adapter
+    /// key&gt;, logits_merged, …). Soft-prompt adapters (PROMPT_TUNING, P_TUNING) make the LLM input N virtual tokens
+    /// longer: their logits_with_adapter is compared at the real tokens' positions — the last L positions of the
+    /// output, i.e. the merged (image + text) sequence after the N virtual tokens, where the expected tensor has those
+    /// L positions (as PEFT users usually slice logits[:, N:]); an expected tensor with all N + L positions (PEFT's raw
+    /// output) is compared as a whole, the virtual positions always, the rest where the merged mask is 1.</param>
     public static List<ParityEntry> Run(string modelDir, string inputsPath, string expectedPath, string? adapterDir = null)
     {
         var configPath = Path.Combine(modelDir, "config.json");
@@ -44,9 +49,27 @@ public static class Parity
         // LLaVA's left-padded rows: pad queries see only masked keys, so those positions are compared only where
         // the merged attention mask is 1 (fixtures/hf/README.md).
         computed.TryGetValue("merged_attention_mask", out var merged);
-        return expected.Select(kv => computed.TryGetValue(kv.Key, out var actual)
-            ? Compare(kv.Key, kv.Value, actual, merged is not null && MaskedNames.Contains(kv.Key) ? PositionMask(merged, kv.Value) : null)
-            : new ParityEntry(kv.Key, double.NaN, false, "not computed")).ToList();
+        int virtualTokens = adapterDir is null ? 0 : SoftPromptLength(adapterDir);
+        return expected.Select(kv =>
+        {
+            if (!computed.TryGetValue(kv.Key, out var actual)) return new ParityEntry(kv.Key, double.NaN, false, "not computed");
+            if (merged is null || !MaskedNames.Contains(kv.Key)) return Compare(kv.Key, kv.Value, actual);
+            var mask = merged;
+            if (virtualTokens > 0 && actual.dim() >= 2 && actual.shape[1] == merged.shape[1] + virtualTokens)
+            {
+                if (kv.Value.dim() >= 2 && kv.Value.shape[1] == merged.shape[1]) actual = actual[.., virtualTokens..];   // the real tokens
+                else mask = torch.cat([torch.ones(merged.shape[0], virtualTokens, dtype: merged.dtype), merged], 1);
+            }
+            return kv.Value.dim() >= 2 && kv.Value.shape[1] == mask.shape[1] ? Compare(kv.Key, kv.Value, actual, PositionMask(mask, kv.Value)) : Compare(kv.Key, kv.Value, actual);
+        }).ToList();
+    }
+
+    /// <summary>N for adapters that prepend N soft tokens to the LLM input (PROMPT_TUNING, P_TUNING), else 0 (prefix
+    /// tuning adds keys/values, not positions).</summary>
+    static int SoftPromptLength(string adapterDir)
+    {
+        var c = MedPeft.Tuning.PeftAdapters.ReadConfig(adapterDir);
+        return c.Prompt?.NumVirtualTokens ?? c.PTuning?.NumVirtualTokens ?? 0;
     }
 
     static readonly HashSet<string> MaskedNames = ["logits", "text_last_hidden_state", "logits_with_adapter", "logits_merged"];

@@ -18,6 +18,7 @@ public static class StrategyDefaults
         ["prefix"] = 3e-3,  // 10 virtual tokens, MLP 512 (MILE; Li & Liang 2021)
         ["ptuning"] = 3e-2, // P-tuning v2: 10 virtual tokens, no MLP
         ["prompt"] = 3e-2,  // 20 soft tokens (Lester et al. 2021), PEFT's RANDOM init
+        ["ptuning-v1"] = 1e-3,   // P-tuning v1: 20 tokens through PEFT's MLP encoder; PEFT's P_Tuning.ipynb example (docs/learning-rates.md)
     };
 
     public static double LearningRate(string strategy)

@@ -138,8 +138,8 @@ public static class StudyFile
             if (r.Opt(m, "options") is { } on)
             {
                 var om = r.Map(on, field + ".options");
-                var methods = spec.Split('+').Select(t => t.Split('@')[0].Trim()).Distinct().ToList();
-                var allowed = methods.SelectMany(x => StudyStrategy.KnownOptions.TryGetValue(x, out var o) ? o : []).ToArray();
+                var methods = MethodOptions.MethodsOf(spec);
+                var allowed = methods.SelectMany(x => MethodOptions.Known.TryGetValue(x, out var o) ? o.Select(y => y.Key) : []).Distinct().ToArray();
                 foreach (var (k, v) in om.Children)
                 {
                     var key = r.Scalar(k, field + ".options");
@@ -147,14 +147,19 @@ public static class StudyFile
                         throw r.Error(k, $"{field}.options.{key}", allowed.Length == 0 ? $"\"{spec}\" takes no options" : $"unknown option (known for {spec}: {string.Join(", ", allowed)})");
                     string value = v is YamlSequenceNode sq ? string.Join(",", sq.Children.Select((x, i) => r.Scalar(x, $"{field}.options.{key}[{i}]"))) : r.Scalar(v, $"{field}.options.{key}");
                     var vf = $"{field}.options.{key}";
-                    switch (key)
-                    {
-                        case "r": r.Long(v, vf); break;
-                        case "alpha" or "dropout": r.Double(v, vf); break;
-                        case "rslora": r.Bool(v, vf); value = value.ToLowerInvariant(); break;
-                    }
+                    var kinds = MethodOptions.Owners(key, methods).Select(o => MethodOptions.Known[o].First(x => x.Key == key).Kind).Distinct().ToList();
+                    foreach (var kind in kinds)
+                        switch (kind)
+                        {
+                            case MethodOptionKind.Integer: r.Long(v, vf); break;
+                            case MethodOptionKind.Number: r.Double(v, vf); break;
+                            case MethodOptionKind.Boolean: r.Bool(v, vf); value = value.ToLowerInvariant(); break;
+                        }
                     options[key] = value;
                 }
+                // Value checks beyond the type (ranges, MLP/LSTM, lora+ia3 "targets") by the builder the CLI uses.
+                try { MethodOptions.Parse(options.Select(o => ((string?)null, o.Key, o.Value)), methods, $"\"{spec}\""); }
+                catch (MedPeftException e) { throw r.Error(on, field + ".options", e.Message); }
             }
             if (r.Opt(m, "learning_rate") is { } ln)
                 lrs = ln is YamlSequenceNode ls ? ls.Children.Select((x, i) => Lr(r, x, $"{field}.learning_rate[{i}]")).ToList() : [Lr(r, ln, field + ".learning_rate")];

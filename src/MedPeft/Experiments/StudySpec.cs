@@ -36,27 +36,15 @@ public sealed record StudyStrategy(string Label, string Spec, IReadOnlyDictionar
     public const string ZeroShot = "none";
     public bool IsZeroShot => Spec == ZeroShot;
 
-    /// <summary>Method instances built from the options, replacing the registry's by name (see TuningStrategy.Parse).</summary>
-    public IReadOnlyDictionary<string, ITuningMethod>? Methods(TowerLayout layout)
-    {
-        if (Options.Count == 0) return null;
-        var def = LoraMethod.DefaultFor(layout);
-        var lora = def with
-        {
-            R = Options.TryGetValue("r", out var r) ? int.Parse(r, System.Globalization.CultureInfo.InvariantCulture) : def.R,
-            LoraAlpha = Options.TryGetValue("alpha", out var a) ? StudyFile.Number(a) : def.LoraAlpha,
-            LoraDropout = Options.TryGetValue("dropout", out var d) ? StudyFile.Number(d) : def.LoraDropout,
-            TargetModules = Options.TryGetValue("targets", out var t) ? t.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : def.TargetModules,
-            UseRslora = Options.TryGetValue("rslora", out var rs) && bool.Parse(rs),
-        };
-        return new Dictionary<string, ITuningMethod> { ["lora"] = new LoraMethod(lora) };
-    }
+    /// <summary>The strategy's options as method configs, through the builder the CLI uses (MethodOptions.Parse; option
+    /// names and types in MethodOptions.Known, checked when the study file is read).</summary>
+    public MethodOptions ParseOptions() =>
+        Tuning.MethodOptions.Parse(Options.Select(o => ((string?)null, o.Key, o.Value)), Tuning.MethodOptions.MethodsOf(Spec), $"strategy \"{Label}\"");
 
-    /// <summary>The option names each method accepts (only LoRA has options so far; other methods take none).</summary>
-    public static readonly IReadOnlyDictionary<string, string[]> KnownOptions = new Dictionary<string, string[]>
-    {
-        ["lora"] = ["r", "alpha", "dropout", "targets", "rslora"],
-    };
+    /// <summary>Method instances built from the options, replacing the registry's by name (see TuningStrategy.Parse);
+    /// no tokenizer here, so a prompt_init_text option needs the job path (VqaJobs), which has one.</summary>
+    public IReadOnlyDictionary<string, ITuningMethod>? Methods(TowerLayout layout) =>
+        Options.Count == 0 ? null : ParseOptions().Methods(layout, encode: null);
 }
 
 /// <summary>Training settings shared by every run of a study (per-strategy learning rates live on the strategy).</summary>

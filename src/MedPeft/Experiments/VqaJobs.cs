@@ -30,6 +30,14 @@ public sealed record VqaTrainJob
     /// <summary>Prompt-tuning settings for "prompt" terms; a TEXT init's prompt_tuning_init_text is tokenized with the
     /// model's vocabulary here ([CLS] text [SEP], as PEFT calls the tokenizer).</summary>
     public PromptTuningConfig? Prompt { get; init; }
+    /// <summary>P-tuning v1 settings for "ptuning-v1" terms (null: PEFT's defaults, MLP, hidden = token_dim; 20 tokens).</summary>
+    public PromptEncoderConfig? PTuning { get; init; }
+    /// <summary>The per-method settings above as one value (get: for the builder; init: from MethodOptions.Parse).</summary>
+    public MethodOptions MethodOptions
+    {
+        get => new() { Lora = Lora, Ia3 = Ia3, Prefix = Prefix, Prompt = Prompt, PTuning = PTuning };
+        init { Lora = value.Lora; Ia3 = value.Ia3; Prefix = value.Prefix; Prompt = value.Prompt; PTuning = value.PTuning; }
+    }
     /// <summary>At most this many validation questions are used for selection (0 = all).</summary>
     public int ValidationLimit { get; init; } = 0;
     /// <summary>LLaVA folders: the conversation template (null: the model's default, see ConversationTemplates).</summary>
@@ -93,29 +101,10 @@ public static class VqaJobs
     static TuningStrategy ParseStrategy(VqaTrainJob job, BlipTokenizer tokenizer) =>
         TuningStrategy.Parse(job.Strategy, TowerLayout.Blip, MethodOverrides(job, TowerLayout.Blip, text => tokenizer.Encode(text, int.MaxValue)));
 
-    /// <summary>Method instances built from the job's per-method options (CLI --lora-*, --ia3-*, prefix/prompt options),
-    /// shared by both families. Empty target lists take the family's defaults (BLIP: query/value, key/value/output.dense;
-    /// LLaVA: q_proj/v_proj, k_proj/v_proj/down_proj). A TEXT prompt init is tokenized with the model's tokenizer
-    /// (with its special tokens, as PEFT calls the tokenizer).</summary>
-    internal static IReadOnlyDictionary<string, ITuningMethod>? MethodOverrides(VqaTrainJob job, TowerLayout layout, Func<string, int[]> encode)
-    {
-        var methods = new Dictionary<string, ITuningMethod>();
-        if (job.Lora is { } lora)
-            methods["lora"] = new LoraMethod(lora.TargetModules.Count == 0 && lora.TargetRegex is null ? lora with { TargetModules = LoraMethod.DefaultFor(layout).TargetModules } : lora);
-        if (job.Ia3 is { } ia3)
-        {
-            var d = Ia3Method.DefaultFor(layout);
-            methods["ia3"] = new Ia3Method(ia3.TargetModules.Count == 0 && ia3.TargetRegex is null
-                ? ia3 with { TargetModules = d.TargetModules, FeedforwardModules = ia3.FeedforwardModules.Count == 0 ? d.FeedforwardModules : ia3.FeedforwardModules }
-                : ia3);
-        }
-        if (job.Prefix is { } prefix) { methods["prefix"] = PrefixTuningMethod.Prefix(prefix); methods["ptuning"] = PrefixTuningMethod.PTuningV2(prefix); }
-        if (job.Prompt is { } prompt)
-            methods["prompt"] = new PromptTuningMethod(prompt.PromptTuningInit == "TEXT" && prompt.InitTokenIds is null && prompt.PromptTuningInitText is { } text
-                ? prompt with { InitTokenIds = encode(text).Select(i => (long)i).ToList() }
-                : prompt);
-        return methods.Count == 0 ? null : methods;
-    }
+    /// <summary>Method instances built from the job's per-method options (CLI flags or a study strategy's options) by
+    /// the one builder, <see cref="MethodOptions.Methods"/>; a TEXT prompt init is tokenized with <paramref name="encode"/>.</summary>
+    internal static IReadOnlyDictionary<string, ITuningMethod>? MethodOverrides(VqaTrainJob job, TowerLayout layout, Func<string, int[]> encode) =>
+        job.MethodOptions.Methods(layout, encode);
 
     public static JsonNode? AugmentationJson(Augmentation? a) => a is null ? null : new JsonObject
     {
@@ -143,6 +132,8 @@ public static class VqaJobs
         }
         if (methods.All(m => m is PrefixTuningMethod))
             return PeftAdapters.SavePromptLearning(model, dir, ((PrefixTuningMethod)methods[0]).Config, null, taskType: null);
+        if (methods.All(m => m is PTuningMethod))
+            return PeftAdapters.SavePromptLearning(model, dir, null, null, taskType: null);   // settings live on the towers
         if (methods.All(m => m is PromptTuningMethod))
             return PeftAdapters.SavePromptLearning(model, dir, null, ((PromptTuningMethod)methods[0]).Config, taskType: null);
         if (methods.All(m => m is SelectiveTuning && m != SelectiveTuning.Full))

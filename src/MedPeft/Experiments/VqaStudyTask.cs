@@ -57,7 +57,7 @@ public sealed class VqaStudyTask : IStudyTask
         {
             ModelDir = modelDir, DataDir = run.Dataset.Dir!, Format = run.Dataset.Format, Strategy = run.Strategy.Spec, OutDir = outDir,
             Device = ctx.Device, LearningRate = lr, ValidationLimit = validationLimit,
-            Lora = run.Strategy.Methods(Models.Presets.FromFolder(modelDir).Layout)?["lora"] is Tuning.LoraMethod l ? l.Config : null,
+            MethodOptions = run.Strategy.ParseOptions(),   // every method's options, not only LoRA's
             Train = new TrainOptions { Epochs = run.Training.Epochs, MaxSteps = maxSteps ?? run.Training.MaxSteps, BatchSize = run.Training.BatchSize, Seed = run.Seed },
         };
 

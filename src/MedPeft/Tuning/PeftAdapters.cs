@@ -14,6 +14,9 @@ public sealed record PeftAdapterConfig(string PeftType, string? TaskType, LoraCo
     public Ia3Config? Ia3 { get; init; }
     public PrefixTuningConfig? Prefix { get; init; }
     public PromptTuningConfig? Prompt { get; init; }
+    /// <summary>P_TUNING (PEFT's PromptEncoderConfig).</summary>
+    public PromptEncoderConfig? PTuning { get; init; }
+    public bool IsPromptLearning => Prefix is not null || Prompt is not null || PTuning is not null;
     /// <summary>Prompt learning: the declared num_layers / token_dim (checked against the model) and MedPeft's
     /// "medpeft_towers" (BLIP only; absent = the layout's language towers).</summary>
     public int? NumLayers { get; init; }
@@ -111,6 +114,7 @@ public static class PeftAdapters
             }
             case "PREFIX_TUNING":
             case "PROMPT_TUNING":
+            case "P_TUNING":
             {
                 int Int(string k, bool required)
                 {
@@ -142,14 +146,26 @@ public static class PeftAdapters
                             EncoderHiddenSize = Get("encoder_hidden_size") is null ? 0 : Int("encoder_hidden_size", false),
                         },
                     };
+                if (type == "P_TUNING")
+                {
+                    var dropout = Num("encoder_dropout", 0);
+                    var layersEl = Get("encoder_num_layers");
+                    var pTuning = new PromptEncoderConfig
+                    {
+                        NumVirtualTokens = n, EncoderReparameterizationType = Str("encoder_reparameterization_type") ?? "MLP",
+                        EncoderHiddenSize = Get("encoder_hidden_size") is null ? null : Int("encoder_hidden_size", false),
+                        EncoderNumLayers = layersEl is null ? 2 : Int("encoder_num_layers", false), EncoderDropout = dropout,
+                    };
+                    try { pTuning.Validate(path, training: false); }
+                    catch (MedPeftException e) { throw new MedPeftException(e.Message.Replace($"{path}: ", $"{path}: field ")); }
+                    return common with { PTuning = pTuning };
+                }
                 var init = Str("prompt_tuning_init") ?? "RANDOM";
                 if (init is not ("RANDOM" or "TEXT")) throw new MedPeftException($"{path}: field \"prompt_tuning_init\" must be RANDOM or TEXT (got \"{init}\")");
                 return common with { Prompt = new PromptTuningConfig { NumVirtualTokens = n, PromptTuningInit = init, PromptTuningInitText = Str("prompt_tuning_init_text") } };
             }
-            case "P_TUNING":
-                throw new MedPeftException($"{path}: peft_type \"P_TUNING\" (PEFT's prompt encoder, P-tuning v1) is not supported; MedPeft's \"ptuning\" is P-tuning v2, saved as PREFIX_TUNING with prefix_projection false");
             default:
-                throw new MedPeftException($"{path}: peft_type \"{type}\" is not supported (LORA, LN_TUNING, IA3, PREFIX_TUNING, PROMPT_TUNING)");
+                throw new MedPeftException($"{path}: peft_type \"{type}\" is not supported (LORA, LN_TUNING, IA3, PREFIX_TUNING, PROMPT_TUNING, P_TUNING)");
         }
     }
 
@@ -201,7 +217,8 @@ public static class PeftAdapters
     /// PromptTuningConfig: the PromptLearningConfig fields plus the method's own). <paramref name="towers"/> is
     /// MedPeft's "medpeft_towers" (null = not written: the layout's language tower, LLaVA's llm).</summary>
     public static string PromptLearningConfigJson(string peftType, int numVirtualTokens, int tokenDim, int numLayers, int numHeads,
-        PrefixTuningConfig? prefix, PromptTuningConfig? prompt, IReadOnlyList<string>? towers, string? taskType = "CAUSAL_LM", string baseModel = "")
+        PrefixTuningConfig? prefix, PromptTuningConfig? prompt, IReadOnlyList<string>? towers, string? taskType = "CAUSAL_LM", string baseModel = "",
+        PromptEncoderConfig? pTuning = null)
     {
         var f = new SortedDictionary<string, string>(StringComparer.Ordinal)
         {
@@ -213,7 +230,8 @@ public static class PeftAdapters
         };
         if (prefix is not null)
         {
-            f["encoder_hidden_size"] = prefix.PrefixProjection ? prefix.EncoderHiddenSize.ToString(CultureInfo.InvariantCulture) : "null";
+            // Without the MLP the width is unused; PEFT still writes it, filled with token_dim by _prepare_prompt_learning_config.
+            f["encoder_hidden_size"] = (prefix.PrefixProjection ? prefix.EncoderHiddenSize : tokenDim).ToString(CultureInfo.InvariantCulture);
             f["prefix_projection"] = prefix.PrefixProjection ? "true" : "false";
         }
         if (prompt is not null)
@@ -222,6 +240,14 @@ public static class PeftAdapters
             f["prompt_tuning_init_text"] = prompt.PromptTuningInitText is null ? "null" : JStr(prompt.PromptTuningInitText);
             f["tokenizer_kwargs"] = "null";
             f["tokenizer_name_or_path"] = "null";
+        }
+        if (pTuning is not null)
+        {
+            // PEFT writes the config after _prepare_prompt_learning_config filled encoder_hidden_size (null → token_dim).
+            f["encoder_dropout"] = JNum(pTuning.EncoderDropout, intIfIntegral: false);
+            f["encoder_hidden_size"] = pTuning.HiddenSize(tokenDim).ToString(CultureInfo.InvariantCulture);
+            f["encoder_num_layers"] = pTuning.EncoderNumLayers.ToString(CultureInfo.InvariantCulture);
+            f["encoder_reparameterization_type"] = JStr(pTuning.EncoderReparameterizationType);
         }
         if (towers is not null) f["medpeft_towers"] = JList(towers);
         return JObject(f);
@@ -279,7 +305,7 @@ public static class PeftAdapters
                 foreach (var l in Ia3.LayersOf(model)) l.Vector.requires_grad = trainable;
                 return config;
             }
-            if (config.Prefix is not null || config.Prompt is not null)
+            if (config.IsPromptLearning)
             {
                 LoadPromptLearning(model, config, state, adapterDir, trainable);
                 return config;
@@ -320,12 +346,12 @@ public static class PeftAdapters
         var source = Path.Combine(adapterDir, ConfigFile);
         var layout = LayoutOf(model);
         bool isPrefix = config.Prefix is not null;
-        int n = isPrefix ? config.Prefix!.NumVirtualTokens : config.Prompt!.NumVirtualTokens;
+        int n = config.Prefix?.NumVirtualTokens ?? config.Prompt?.NumVirtualTokens ?? config.PTuning!.NumVirtualTokens;
         var towers = config.Towers?.ToList() ?? DefaultPromptTowers(model, layout, isPrefix, source);
         foreach (var t in towers)
             if (!layout.Towers.ContainsKey(t)) throw new MedPeftException($"{source}: field \"medpeft_towers\" names unknown tower \"{t}\"");
         var weights = new List<Tensor>();
-        int layers = 0, tokenDim = 0;
+        int layers = 0, tokenDim = 0, hiddenSize = 0;
         foreach (var tower in towers)
         {
             var name = layout.Towers[tower].TrimEnd('.');
@@ -335,19 +361,22 @@ public static class PeftAdapters
             {
                 var pt = PrefixTuning.Attach(tower, name, root, n, projection: false, encoderHidden: 0, source);
                 weights.Add(pt.Encoder.embedding.weight!);
-                layers += pt.NumLayers; tokenDim = pt.TokenDim;
+                layers += pt.NumLayers; tokenDim = pt.TokenDim; hiddenSize = pt.HiddenSize;
             }
             else
             {
-                var pt = PromptTuning.Attach(model, tower, root, n, source);
-                weights.Add(pt.Encoder.embedding.weight!);
-                tokenDim = (int)pt.Encoder.embedding.weight!.shape[1];
+                var pt = PromptTuning.Attach(model, tower, root, n, source, config.PTuning, inference: true);
+                weights.Add(pt.Embedding.weight!);
+                tokenDim = (int)pt.TokenDim;
             }
         }
         if (config.NumLayers is int nl && isPrefix && nl != layers)
             throw new MedPeftException($"{source}: field \"num_layers\" is {nl} but the adapted towers [{string.Join(", ", towers)}] have {layers} layers");
-        if (config.TokenDim is int td && td != tokenDim)
-            throw new MedPeftException($"{source}: field \"token_dim\" is {td} but the model's hidden size is {tokenDim}");
+        // GQA prefix: PEFT ≥ 0.12.0 writes token_dim = kv_heads × head_dim and also rescales a hidden-size token_dim.
+        if (config.TokenDim is int td && td != tokenDim && !(isPrefix && td == hiddenSize))
+            throw new MedPeftException(isPrefix && hiddenSize != tokenDim
+                ? $"{source}: field \"token_dim\" is {td} but the model's key/value width is {tokenDim} (num_key_value_heads × head_dim, PEFT ≥ 0.12.0's token_dim for grouped-query attention) and its hidden size {hiddenSize}"
+                : $"{source}: field \"token_dim\" is {td} but the model's hidden size is {tokenDim}");
         long width = weights.Sum(w => w.shape[1]);
         using var meta = torch.empty(n, width, device: torch.META);
         CheckFit(new Dictionary<string, Tensor> { ["prompt_embeddings"] = meta }, state, Path.Combine(adapterDir, WeightsFile));
@@ -404,16 +433,19 @@ public static class PeftAdapters
         WriteText(Path.Combine(dir, ConfigFile), Ia3ConfigJson(config, taskType));
     }
 
-    /// <summary>Writes a prefix-tuning / P-tuning v2 (PREFIX_TUNING) or prompt-tuning (PROMPT_TUNING) adapter as PEFT's
-    /// save_pretrained does: one tensor "prompt_embeddings" = get_prompt_embedding_to_save (for prefix tuning with the
-    /// MLP, the MLP's output [N, layers·2·hidden], so the file loads without the MLP), config with inference_mode
-    /// true. Returns the peft_type written.</summary>
+    /// <summary>Writes a prefix-tuning / P-tuning v2 (PREFIX_TUNING), prompt-tuning (PROMPT_TUNING) or P-tuning v1
+    /// (P_TUNING) adapter as PEFT's save_pretrained does: one tensor "prompt_embeddings" = get_prompt_embedding_to_save
+    /// (for prefix tuning with the MLP, the MLP's output [N, layers·2·hidden]; for P-tuning the prompt encoder's output
+    /// [N, token_dim]; so the file loads without the encoder), config with inference_mode true. Returns the peft_type
+    /// written. A prefix on a grouped-query-attention LLaMA is written as PEFT ≥ 0.12.0 writes it (token_dim =
+    /// kv_heads × head_dim, num_attention_heads = num_key_value_heads; see PrefixTuning), which PEFT 0.11 cannot load.</summary>
     public static string SavePromptLearning(nn.Module model, string dir, PrefixTuningConfig? prefix, PromptTuningConfig? prompt, string? taskType = "CAUSAL_LM")
     {
         var layout = LayoutOf(model);
         var prefixTowers = PrefixTuning.TowersOf(model);
         var promptTowers = PromptTuning.TowersOf(model);
         Tensor embeddings;
+        PromptEncoderConfig? pTuning = null;
         string type; int n, tokenDim, layers, heads;
         List<string> towers;
         using var scope = torch.NewDisposeScope();
@@ -425,16 +457,24 @@ public static class PeftAdapters
                 var ordered = layout.Towers.Keys.SelectMany(t => prefixTowers.Where(p => p.Tower == t)).ToList();
                 embeddings = torch.cat(ordered.Select(p => p.PromptEmbeddings().to(ScalarType.Float32)).ToList(), 1);
                 n = ordered[0].NumVirtualTokens; tokenDim = ordered[0].TokenDim; layers = ordered.Sum(p => p.NumLayers);
-                heads = HeadsOf(ordered[0]);
+                heads = ordered[0].KvHeads;   // = num_attention_heads unless GQA (PEFT ≥ 0.12.0 writes num_key_value_heads)
                 towers = ordered.Select(p => p.Tower).ToList();
                 prefix ??= new PrefixTuningConfig { NumVirtualTokens = n, PrefixProjection = ordered[0].Encoder.transform is not null };
             }
             else if (promptTowers.Count > 0)
             {
-                type = "PROMPT_TUNING";
                 var ordered = layout.Towers.Keys.SelectMany(t => promptTowers.Where(p => p.Tower == t)).ToList();
-                embeddings = torch.cat(ordered.Select(p => p.Encoder.embedding.weight!.detach().to(ScalarType.Float32)).ToList(), 1);
-                n = (int)ordered[0].Length; tokenDim = (int)ordered[0].Encoder.embedding.weight!.shape[1];
+                pTuning = ordered[0].PTuning;
+                type = pTuning is null ? "PROMPT_TUNING" : "P_TUNING";
+                if (ordered.Any(p => (p.PTuning is null) != (pTuning is null)))
+                    throw new MedPeftException($"{dir}: the towers mix prompt tuning and P-tuning; PEFT has one type per adapter");
+                // P_TUNING: get_prompt_embedding_to_save = the encoder's output for the N tokens (the file loads without
+                // it), taken in eval mode so an LSTM's dropout does not end up in the file.
+                var modes = ordered.Select(p => p.Encoder.training).ToList();
+                foreach (var p in ordered) p.Encoder.eval();
+                embeddings = torch.cat(ordered.Select(p => p.Prompt().detach().to(ScalarType.Float32)).ToList(), 1);
+                for (int i = 0; i < ordered.Count; i++) ordered[i].Encoder.train(modes[i]);
+                n = (int)ordered[0].Length; tokenDim = (int)ordered[0].TokenDim;
                 (layers, heads) = LayersAndHeads(ordered[0].Root);
                 towers = ordered.Select(p => p.Tower).ToList();
                 prompt ??= new PromptTuningConfig { NumVirtualTokens = n };
@@ -446,11 +486,9 @@ public static class PeftAdapters
         Checkpoint.SaveSafetensors([("prompt_embeddings", embeddings.contiguous())], Path.Combine(dir, WeightsFile));
         var named = ReferenceEquals(layout, TowerLayout.Llava) && towers.SequenceEqual(["llm"]) ? null : towers;
         WriteText(Path.Combine(dir, ConfigFile), PromptLearningConfigJson(type, n, tokenDim, layers, heads, type == "PREFIX_TUNING" ? prefix : null,
-            type == "PROMPT_TUNING" ? prompt : null, named, taskType));
+            type == "PROMPT_TUNING" ? prompt : null, named, taskType, pTuning: pTuning));
         return type;
     }
-
-    static int HeadsOf(PrefixTower t) => LayersAndHeads(t.Root).Heads;
 
     static (int Layers, int Heads) LayersAndHeads(nn.Module root) => root switch
     {
@@ -473,7 +511,8 @@ public static class PeftAdapters
     /// runs forward + backward (<c>logits_with_adapter</c>, <c>loss_with_adapter</c>, <c>grad.&lt;adapter key&gt;</c> for
     /// every <c>grad.*</c> key of <paramref name="expected"/>, zeros where no gradient arrives), then merge_and_unload and
     /// a no-grad forward (<c>logits_merged</c>, <c>loss_merged</c>). Also IA3 (grads in PEFT's vector shapes) and
-    /// prompt learning (grad.prompt_embeddings; no merged form, so expected files must not ask for merged values).
+    /// prompt learning (grad.prompt_embeddings; no merged form, so expected files must not ask for merged values; a
+    /// P_TUNING adapter runs as PEFT's inference form, so its gradient is that of the stored encoder output).
     /// Leaves the model merged (LoRA/IA3 removed, norms replaced); other parameters' requires_grad flags are restored.</summary>
     public static Dictionary<string, Tensor> LlavaAdapterTensors(LlavaForConditionalGeneration model, string adapterDir,
         Dictionary<string, Tensor> inputs, Dictionary<string, Tensor> expected)
@@ -481,7 +520,7 @@ public static class PeftAdapters
         var before = model.named_parameters().Select(p => (p.parameter, p.parameter.requires_grad)).ToList();
         foreach (var (p, _) in before) p.requires_grad = false;
         var config = Load(model, adapterDir, trainable: true);
-        bool promptLearning = config.Prefix is not null || config.Prompt is not null;
+        bool promptLearning = config.IsPromptLearning;
         // Adapter key → the trained tensors behind it and how their gradient is shown under that key.
         var adapter = new Dictionary<string, (List<Tensor> Params, Func<List<Tensor>, Tensor> Grad)>();
         Tensor GradOf(Tensor t) => t.grad is { } g ? g.detach().clone() : torch.zeros_like(t);
@@ -492,7 +531,7 @@ public static class PeftAdapters
         else if (promptLearning)
         {
             var ws = PrefixTuning.TowersOf(model).Select(t => (Tensor)t.Encoder.embedding.weight!)
-                .Concat(PromptTuning.TowersOf(model).Select(t => (Tensor)t.Encoder.embedding.weight!)).ToList();
+                .Concat(PromptTuning.TowersOf(model).Select(t => (Tensor)t.Embedding.weight!)).ToList();
             adapter["prompt_embeddings"] = (ws, ts => torch.cat(ts.Select(GradOf).ToList(), 1));
         }
         else foreach (var (k, t) in LnTuningParameters(model, config.LnTargets!)) adapter[k] = ([t], ts => GradOf(ts[0]));

@@ -71,7 +71,9 @@ public sealed class PrefixTower
     public required int NumLayers { get; init; }
     public required int KvHeads { get; init; }
     public required int HeadDim { get; init; }
+    /// <summary>PEFT's token_dim: kv_heads × head_dim (= the hidden size unless the model uses GQA).</summary>
     public required int TokenDim { get; init; }
+    public required int HiddenSize { get; init; }
     public required List<nn.Module> Attentions { get; init; }
     public BlipTextEmbeddings? Embeddings { get; init; }
     /// <summary>LLaMA: RoPE angles for position −N. HF gives real tokens positions N.. after an unrotated prefix; RoPE
@@ -121,7 +123,16 @@ sealed class LayerPrefix(PrefixTower tower, int layer) : IAttentionPrefix
 /// values per layer, prepended in self-attention, attended by every query (mask ones), not rotated (LLaMA), with real
 /// tokens' positions after the prefix (BERT/BLIP: absolute position ids offset by N, as HF offsets them by the past
 /// length). BLIP: every layer's self-attention of each adapted text tower (encoder and/or decoder; cross-attention is
-/// never touched). LLaVA: every decoder layer of the LLM.</summary>
+/// never touched). LLaVA: every decoder layer of the LLM.
+/// <para>Grouped-query attention (num_key_value_heads &lt; num_attention_heads, e.g. Mistral): the prefix is
+/// kv_heads × head_dim wide per layer and key/value, and so is token_dim (the MLP's input and the config's token_dim;
+/// num_attention_heads is written as num_key_value_heads) — what PEFT does since 0.12.0: src/peft/utils/other.py,
+/// _prepare_prompt_learning_config, PR #1901 "FIX Prefix tuning Grouped-Query Attention" (commit 6472061a,
+/// 2024-07-22), sets token_dim = token_dim // num_attention_heads × num_key_value_heads and num_attention_heads =
+/// num_key_value_heads for PREFIX_TUNING whenever the model config has num_key_value_heads. PEFT ≥ 0.12.0 loads
+/// such adapters (it applies that rescaling to a config that still says the hidden size, too); PEFT 0.11 cannot:
+/// it sizes the prefix by the hidden size (load fails on the prompt_embeddings shape) and cannot prefix-tune a GQA
+/// model at all (its past_key_values have num_attention_heads heads). Without GQA nothing differs from 0.11.</para></summary>
 public static class PrefixTuning
 {
     static readonly ConditionalWeakTable<nn.Module, PrefixTower> Towers = new();
@@ -173,14 +184,16 @@ public static class PrefixTuning
     {
         var device = root.parameters().First().device;
         List<nn.Module> attentions;
-        int kvHeads, headDim, tokenDim;
+        int kvHeads, headDim, tokenDim, hidden;
         double? theta = null;
         BlipTextEmbeddings? embeddings = null;
         if (root is LlamaForCausalLM lm)
         {
             var c = lm.model.Config;
             attentions = lm.model.layers.Select(l => (nn.Module)l.self_attn).ToList();
-            kvHeads = c.KeyValueHeads; headDim = c.HeadDim; tokenDim = c.HiddenSize; theta = c.RopeTheta;
+            // PEFT ≥ 0.12.0's token_dim for GQA (see the class comment): the key/value width, = hidden without GQA.
+            kvHeads = c.KeyValueHeads; headDim = c.HeadDim; tokenDim = c.KeyValueHeads * c.HeadDim; theta = c.RopeTheta;
+            hidden = c.HiddenSize;
         }
         else
         {
@@ -191,6 +204,7 @@ public static class PrefixTuning
             tokenDim = (int)q.shape[0];
             kvHeads = (int)(bert.encoder.layer[0].attention.self.GetHeads());
             headDim = tokenDim / kvHeads;
+            hidden = tokenDim;
             embeddings = bert.embeddings;
         }
         int layers = attentions.Count;
@@ -201,7 +215,7 @@ public static class PrefixTuning
         var pt = new PrefixTower
         {
             Tower = tower, ModuleName = name, Root = root, Encoder = encoder, NumVirtualTokens = n, NumLayers = layers,
-            KvHeads = kvHeads, HeadDim = headDim, TokenDim = tokenDim, Attentions = attentions, Embeddings = embeddings, RopeTheta = theta,
+            KvHeads = kvHeads, HeadDim = headDim, TokenDim = tokenDim, HiddenSize = hidden, Attentions = attentions, Embeddings = embeddings, RopeTheta = theta,
         };
         for (int i = 0; i < layers; i++)
         {

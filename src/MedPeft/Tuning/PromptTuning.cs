@@ -46,19 +46,30 @@ public sealed class PromptEmbedding : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor tokens) => embedding.forward(tokens);
 }
 
-/// <summary>The soft prompt of one tower.</summary>
+/// <summary>The soft prompt of one tower: prompt tuning's embedding, or P-tuning's embedding through its encoder.</summary>
 public sealed class PromptTower : IInputPrompt
 {
     public required string Tower { get; init; }
     public required nn.Module Root { get; init; }
-    public required PromptEmbedding Encoder { get; init; }
+    /// <summary>The module registered as prompt_encoder (PromptEmbedding or PromptEncoder).</summary>
+    public required nn.Module Encoder { get; init; }
+    public required Embedding Embedding { get; init; }
+    /// <summary>P-tuning's training-time encoder; null = the embedding is the prompt (prompt tuning, or a loaded
+    /// P_TUNING adapter, whose file holds the encoder's output).</summary>
+    public PromptEncoder? Reparameterization { get; init; }
+    /// <summary>P-tuning's settings (null = prompt tuning): what the tower is saved as.</summary>
+    public PromptEncoderConfig? PTuning { get; init; }
     public BlipTextEmbeddings? BlipEmbeddings { get; init; }
     public LlavaForConditionalGeneration? Llava { get; init; }
 
-    public long Length => Encoder.embedding.weight!.shape[0];
+    public long Length => Embedding.weight!.shape[0];
+    public long TokenDim => Embedding.weight!.shape[1];
+
+    /// <summary>The virtual tokens' input embeddings [N, token_dim] (with gradient when training).</summary>
+    public Tensor Prompt() => Reparameterization is null ? Embedding.weight! : Reparameterization.Encode();
 
     public Tensor Embeddings(long batch, ScalarType dtype) =>
-        Encoder.embedding.weight!.unsqueeze(0).expand(batch, -1, -1).to(dtype);
+        Prompt().unsqueeze(0).expand(batch, -1, -1).to(dtype);
 
     /// <summary>PEFT's causal-LM prompt tuning on LLaVA's merged sequence: the soft prompt goes first, the mask gets
     /// ones, labels −100 for the virtual tokens, positions are cumsum(mask) − 1 (pads at 1) over the longer mask.</summary>
@@ -104,44 +115,75 @@ public static class PromptTuning
     public static List<PromptTower> Apply(nn.Module model, PromptTuningConfig config, TowerLayout layout, IReadOnlyList<string> towers, string source = "prompt")
     {
         config.Validate(source);
+        var result = Apply(model, config.NumVirtualTokens, null, layout, towers, source, out var created);
+        if (config.PromptTuningInit == "TEXT") foreach (var pt in created) InitFromText(pt, config.InitTokenIds!);
+        return result;
+    }
+
+    /// <summary>P-tuning (<paramref name="pTuning"/> set) or prompt tuning on the language towers: one prompt_encoder
+    /// per tower, prepended by the same hooks.</summary>
+    public static List<PromptTower> Apply(nn.Module model, int n, PromptEncoderConfig? pTuning, TowerLayout layout, IReadOnlyList<string> towers, string source) =>
+        Apply(model, n, pTuning, layout, towers, source, out _);
+
+    static List<PromptTower> Apply(nn.Module model, int n, PromptEncoderConfig? pTuning, TowerLayout layout, IReadOnlyList<string> towers, string source, out List<PromptTower> created)
+    {
+        pTuning?.Validate(source);
         var result = new List<PromptTower>();
+        created = [];
         foreach (var tower in DefaultTowers(model, layout, towers, source))
         {
             var name = layout.Towers[tower].TrimEnd('.');
             var root = model.named_modules().FirstOrDefault(x => x.name == name).module;
             if (root is null) continue;   // e.g. text_encoder in a captioning model
-            if (Towers.TryGetValue(root, out var existing)) { existing.Encoder.embedding.weight!.requires_grad = true; result.Add(existing); continue; }
-            var pt = Attach(model, tower, root, config.NumVirtualTokens, source);
-            if (config.PromptTuningInit == "TEXT") InitFromText(pt, config.InitTokenIds!);
+            if (Towers.TryGetValue(root, out var existing))
+            {
+                if ((existing.PTuning is null) != (pTuning is null))
+                    throw new MedPeftException($"{source}: tower {tower} already has a {(existing.PTuning is null ? "prompt-tuning" : "P-tuning")} prompt; one soft prompt per input");
+                foreach (var p in existing.Encoder.parameters()) p.requires_grad = true;
+                result.Add(existing); continue;
+            }
+            var pt = Attach(model, tower, root, n, source, pTuning);
+            created.Add(pt);
             result.Add(pt);
         }
         if (result.Count == 0) throw new MedPeftException($"{source}: no language tower to adapt in [{string.Join(", ", towers)}]");
         return result;
     }
 
-    internal static PromptTower Attach(nn.Module model, string tower, nn.Module root, int n, string source)
+    /// <param name="pTuning">P-tuning settings: with <paramref name="inference"/> false the tower gets PEFT's
+    /// PromptEncoder (trained through the MLP/LSTM); with true a plain embedding that will hold a saved adapter's
+    /// encoder output (PEFT's inference_mode).</param>
+    internal static PromptTower Attach(nn.Module model, string tower, nn.Module root, int n, string source, PromptEncoderConfig? pTuning = null, bool inference = false)
     {
         var device = root.parameters().First().device;
-        PromptTower pt;
+        LlavaForConditionalGeneration? llava = null;
+        BlipTextEmbeddings? blip = null;
+        long tokenDim;
         if (root is LlamaForCausalLM lm)
         {
-            var llava = model as LlavaForConditionalGeneration
+            llava = model as LlavaForConditionalGeneration
                 ?? throw new MedPeftException($"{source}: prompt tuning on a LLaMA tower needs the LLaVA model around it");
-            var enc = new PromptEmbedding(n, lm.model.Config.HiddenSize, device);
-            root.register_module("prompt_encoder", enc);
-            pt = new PromptTower { Tower = tower, Root = root, Encoder = enc, Llava = llava };
-            llava.InputPrompt = pt.Prepend;
+            tokenDim = lm.model.Config.HiddenSize;
         }
         else
         {
             var bert = root as BlipTextModel ?? (root as BlipTextLMHeadModel)?.bert
                 ?? throw new MedPeftException($"{source}: tower {tower} ({root.GetType().Name}) has no text input prompt tuning supports");
-            var enc = new PromptEmbedding(n, bert.embeddings.word_embeddings.weight.shape[1], device);
-            root.register_module("prompt_encoder", enc);
-            pt = new PromptTower { Tower = tower, Root = root, Encoder = enc, BlipEmbeddings = bert.embeddings };
-            bert.embeddings.Prompt = pt;
+            blip = bert.embeddings;
+            tokenDim = bert.embeddings.word_embeddings.weight!.shape[1];
         }
-        pt.Encoder.embedding.weight!.requires_grad = true;
+        nn.Module encoder; Embedding embedding; PromptEncoder? reparam = null;
+        if (pTuning is not null && !inference) { reparam = new PromptEncoder(n, tokenDim, pTuning, device); encoder = reparam; embedding = reparam.embedding; }
+        else { var pe = new PromptEmbedding(n, tokenDim, device); encoder = pe; embedding = pe.embedding; }
+        root.register_module("prompt_encoder", encoder);
+        var pt = new PromptTower
+        {
+            Tower = tower, Root = root, Encoder = encoder, Embedding = embedding, Reparameterization = reparam, PTuning = pTuning,
+            BlipEmbeddings = blip, Llava = llava,
+        };
+        if (llava is not null) llava.InputPrompt = pt.Prepend;
+        else blip!.Prompt = pt;
+        foreach (var p in encoder.parameters()) p.requires_grad = true;
         Towers.Add(root, pt);
         return pt;
     }
@@ -154,7 +196,7 @@ public static class PromptTuning
         var chosen = Enumerable.Repeat(ids, reps).SelectMany(x => x).Take((int)n).ToArray();
         var words = pt.Root is LlamaForCausalLM lm ? lm.model.embed_tokens.weight : pt.BlipEmbeddings!.word_embeddings.weight;
         using var _ = torch.no_grad();
-        var w = pt.Encoder.embedding.weight!;
+        var w = pt.Embedding.weight!;
         w.copy_(words.index_select(0, torch.tensor(chosen, device: words.device)).to(ScalarType.Float32));
     }
 

@@ -15,6 +15,7 @@ public static class TuningMethods
         ["prefix"] = PrefixTuningMethod.Prefix(),
         ["ptuning"] = PrefixTuningMethod.PTuningV2(),
         ["prompt"] = new PromptTuningMethod(),
+        ["ptuning-v1"] = new PTuningMethod(),
     };
 
     public static ITuningMethod Get(string name, string context) =>

@@ -22,6 +22,7 @@ public class CliTests
     [InlineData("ia3@text", 184_320)]               // 2 towers × 12 layers × (4 key/value outputs × 768 + 2 × 768 + 3072 inputs)
     [InlineData("ptuning@text_decoder", 184_320)]   // 10 tokens × 12 layers × 2 × 768
     [InlineData("prompt", 15_360)]                  // 20 soft tokens × 768 before the question
+    [InlineData("ptuning-v1", 1_787_136)]           // 20 × 768 + PEFT's MLP at width 768: 3 × (768 × 768 + 768)
     public void Inspect_counts_other_strategies(string strategy, long trainable) => InspectCounts("miss-base", strategy, trainable);
 
     [Theory]
@@ -31,6 +32,7 @@ public class CliTests
     [InlineData("ia3@llm", 614_400)]        // 32 × (4096 + 4096 + 11008)
     [InlineData("ptuning@llm", 2_621_440)]  // 10 × 32 × 2 × 4096
     [InlineData("prompt@llm", 81_920)]      // 20 × 4096
+    [InlineData("ptuning-v1@llm", 50_425_856)]   // 20 × 4096 + 3 × (4096 × 4096 + 4096)
     public void Inspect_counts_llava_med_7b(string strategy, long trainable) => InspectCounts("llava-med-7b", strategy, trainable);
 
     static void InspectCounts(string arch, string strategy, long trainable)

@@ -97,6 +97,7 @@ public class ExtrinsicTrainIntegrationTests
     [InlineData("IA3", "train", "--strategy", "ia3@text_decoder", "--ia3-targets", "key", "value", "output.dense")]
     [InlineData("PREFIX_TUNING", "train", "--strategy", "prefix@text_decoder", "--num-virtual-tokens", "4", "--encoder-hidden-size", "16")]
     [InlineData("PROMPT_TUNING", "train", "--strategy", "prompt", "--num-virtual-tokens", "5", "--prompt-init-text", "is there a lesion")]
+    [InlineData("P_TUNING", "train", "--strategy", "ptuning-v1", "--num-virtual-tokens", "4", "--encoder-hidden-size", "16", "--encoder-reparameterization-type", "LSTM")]
     public void Train_writes_the_peft_adapter_and_eval_applies_it(string peftType, params string[] args)
     {
         var root = Directory.CreateTempSubdirectory("medpeft-ext-").FullName;
@@ -106,6 +107,8 @@ public class ExtrinsicTrainIntegrationTests
         Assert.True(r.ExitCode == 0, r.StdErr + r.StdOut);
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "adapter", "adapter_config.json")))!;
         Assert.Equal(peftType, config["peft_type"]!.GetValue<string>());
+        if (peftType == "P_TUNING")
+            Assert.Equal(("LSTM", 16, 4), (config["encoder_reparameterization_type"]!.GetValue<string>(), config["encoder_hidden_size"]!.GetValue<int>(), config["num_virtual_tokens"]!.GetValue<int>()));
         Assert.Equal(peftType, JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "train_summary.json")))!["adapter"]!.GetValue<string>());
         using (var saved = BlipModelFolder.Load(Path.Combine(outDir, "model"), TorchSharp.torch.CPU))
             Assert.DoesNotContain(saved.state_dict().Keys, k => k.Contains("ia3_l") || k.Contains("prompt_encoder"));   // model/ is a plain checkpoint

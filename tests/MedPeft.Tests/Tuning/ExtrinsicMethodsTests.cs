@@ -204,7 +204,7 @@ public class ExtrinsicMethodsTests(ITestOutputHelper output)
                 long width = peftType == "PREFIX_TUNING" ? c.NumHiddenLayers * 2L * c.KeyValueHeads * c.HeadDim : c.HiddenSize;
                 Assert.Equal(new[] { (long)cfg.GetProperty("num_virtual_tokens").GetInt32(), width }, saved["prompt_embeddings"].shape);
                 if (spec == "prefix") Assert.True(cfg.GetProperty("prefix_projection").GetBoolean());
-                if (spec == "ptuning") Assert.Equal(JsonValueKind.Null, cfg.GetProperty("encoder_hidden_size").ValueKind);
+                if (spec == "ptuning") Assert.Equal(c.HiddenSize, cfg.GetProperty("encoder_hidden_size").GetInt32());   // PEFT: None → token_dim
             }
 
             using var fresh = LoadLlava();
@@ -281,7 +281,8 @@ public class ExtrinsicMethodsTests(ITestOutputHelper output)
             var e = Assert.Throws<MedPeftException>(() => PeftAdapters.Load(fresh, dir));
             Assert.Contains("prompt_embeddings", e.Message);
             File.WriteAllText(path, File.ReadAllText(path).Replace("PREFIX_TUNING", "P_TUNING"));
-            Assert.Contains("P-tuning v2", Assert.Throws<MedPeftException>(() => PeftAdapters.Load(LoadLlava(), dir)).Message);
+            // A P_TUNING config over prefix-width embeddings ([N, layers·2·kv] is not [N, hidden]): the key's shapes are named.
+            Assert.Contains("prompt_embeddings [", Assert.Throws<MedPeftException>(() => PeftAdapters.Load(LoadLlava(), dir)).Message);
         }
         finally { Directory.Delete(dir, true); }
     }

@@ -97,7 +97,9 @@ public class PeftAdapterTests(ITestOutputHelper output)
             var hookOut = l.Base.call(inp);
             Lora.Merge(model);
             var dl = MaxDiff(mergedOut, hookOut);
-            Assert.True(dl <= 1e-6, $"{l.Name}: merged vs unmerged layer output {dl:E3}");
+            // fp32 noise scales with the output: 1e-6 relative is ~8 ulps (o_proj outputs reach ≈10: 1 ulp = 9.5e-7).
+            var scale = Math.Max(1.0, hookOut.abs().max().item<float>());
+            Assert.True(dl <= 1e-6 * scale, $"{l.Name}: merged vs unmerged layer output {dl:E3} (|output| ≤ {scale:G3})");
         }
         Lora.Unmerge(model);
         foreach (var l in layers)
