@@ -223,13 +223,14 @@ public static class ResultsReport
         return plt;
     }
 
+    static readonly Regex SvgFontFamily = new("font-family=\"([^\",]+)\"", RegexOptions.Compiled);
     static readonly Regex SvgIdDef = new("id=\"([^\"]+)\"", RegexOptions.Compiled), SvgIdRef = new("(id=\"|url\\(#|href=\"#)([^\")]+)", RegexOptions.Compiled);
 
     /// <summary>The plot as inline SVG for the page: no XML declaration, the report's class on the root element,
-    /// and ids (Skia's clip paths) renamed p{plot}-c{n} in order of appearance. Skia numbers clip paths from a
-    /// process-wide counter, so the raw ids change from one rendering to the next (the page would not be
-    /// byte-deterministic), and ids inside inline SVGs share the page's single id space (two plots' clip paths
-    /// could collide).</summary>
+    /// sans-serif as the fallback font, and ids (Skia's clip paths) renamed p{plot}-c{n} in order of appearance.
+    /// Skia numbers clip paths from a process-wide counter, so the raw ids change from one rendering to the next
+    /// (the page would not be byte-deterministic), and ids inside inline SVGs share the page's single id space
+    /// (two plots' clip paths could collide).</summary>
     static string Inline(Plot plt, int index)
     {
         string svg;
@@ -240,6 +241,8 @@ public static class ResultsReport
         var ids = new Dictionary<string, string>();
         foreach (Match m in SvgIdDef.Matches(svg)) ids.TryAdd(m.Groups[1].Value, $"p{index}-c{ids.Count}");
         svg = SvgIdRef.Replace(svg, m => ids.TryGetValue(m.Groups[2].Value, out var id) ? m.Groups[1].Value + id : m.Value);
+        // A browser without the layout font falls back to a sans-serif one rather than its default serif.
+        svg = SvgFontFamily.Replace(svg, m => $"font-family=\"{m.Groups[1].Value}, sans-serif\"");
         return "<svg class=\"plot\"" + svg[4..];
     }
 
@@ -288,7 +291,7 @@ public static class ResultsReport
                 var b = files.Where(f => Path.GetFileName(f) == bold).Order(StringComparer.Ordinal).FirstOrDefault();
                 if (Register(r, b) is { } family) return family;
             }
-            using var fallback = SKTypeface.Default;
+            var fallback = SKTypeface.Default;   // a shared instance: not disposed
             if (fallback.GlyphCount > 0) return fallback.FamilyName;
             throw new MedPeftException("report.html: no font for the plot labels (SkiaSharp sees no system fonts and none of "
                 + string.Join(", ", Candidates.Select(c => c.Regular)) + " is in " + string.Join(", ", FontDirs())

@@ -119,6 +119,8 @@ public class ResultsReportTests
         Assert.DoesNotContain("zero-shot", time);
         Assert.Contains("6.0", time);   // lora's 2 + 4 s
 
+        Assert.Matches("font-family=\"[^\"]+, sans-serif\"", svgs[0]);   // labels are text, with a fallback font
+        Assert.DoesNotMatch("font-family=\"[^\",]+\"", html);
         Assert.DoesNotContain("<script", html, StringComparison.OrdinalIgnoreCase);
         Assert.DoesNotContain(" src=", html);
         Assert.DoesNotContain("@import", html);
