@@ -176,6 +176,14 @@ public class ResultsReportTests
         Assert.Contains("zero-shot", Texts(svgs[2]));   // its memory bar
         Assert.Contains("nothing to show", Texts(svgs[3]));
 
+        var one = VqaRuns().Take(2).ToList();   // one tuned run: a one-point front over a one-decade axis
+        var oneRows = ResultsTables.Aggregate(one);
+        using (var single = ResultsReport.Scatter("vqa", oneRows, ResultsReport.Colors(oneRows)))
+        {
+            Assert.Equal(2, single.GetPlottables<ScottPlot.Plottables.Marker>().Count());   // the dot and its ring
+            Assert.Contains("100%", Texts(Svgs(ResultsReport.Html("study", oneRows, one))[0]));
+        }
+
         var rows = ResultsTables.Aggregate(VqaRuns());
         using var plt = ResultsReport.Loss(rows, ResultsReport.Colors(rows));
         var ia3 = plt.GetPlottables<ScottPlot.Plottables.Scatter>().Single(s => s.LegendText == "ia3");
