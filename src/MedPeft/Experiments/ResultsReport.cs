@@ -193,7 +193,7 @@ public static class ResultsReport
         }
         var (y0, y1) = Padded(curves.Min(c => c.Points.Min(p => p.Loss)), curves.Max(c => c.Points.Max(p => p.Loss)), 0.05);
         plt.Axes.SetLimits(0, Math.Max(1, curves.Max(c => c.Points.Max(p => p.Step))) * 1.02, Math.Max(0, y0), y1);
-        plt.ShowLegend(Alignment.UpperRight);
+        plt.ShowLegend(Edge.Right);   // beside the data area: with a dozen methods a legend inside hides curves
         return plt;
     }
 
