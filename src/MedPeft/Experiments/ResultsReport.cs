@@ -1,18 +1,25 @@
 using System.Globalization;
 using System.Net;
 using System.Text;
+using System.Text.RegularExpressions;
+using ScottPlot;
+using SkiaSharp;
 
 namespace MedPeft.Experiments;
 
 /// <summary>report.html: one self-contained file (inline SVG, inline CSS, no scripts, no external resources, so it
-/// opens offline and renders identically everywhere) with, per task and dataset, the table, the accuracy (or BLEU-4)
-/// vs trainable-share scatter on a log x-axis with the Pareto front marked, loss curves per method, and memory and
-/// training-time bars. The SVG is written directly: the plots are simple and this keeps the report dependency-free
-/// and byte-deterministic for the same results.</summary>
+/// opens offline) with, per task and dataset, the table, the headline metric (accuracy or BLEU-4) vs trainable-share
+/// scatter on a log10 x-axis with the Pareto front marked and zero-shot as a dashed reference line, loss curves per
+/// method, and memory and training-time bars. The plots are drawn with ScottPlot 5 and exported as SVG (text stays
+/// &lt;text&gt;, drawn by the browser); ScottPlot lays text out with a TrueType font found on the machine (see
+/// <see cref="PlotFont"/>). The same results give the same bytes on the same machine.</summary>
 public static class ResultsReport
 {
     static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
     static readonly string[] Palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39"];
+    const int W = 600, H = 400;
+    // The front is near-black, a colour no method has (the palette's red is a method's colour).
+    internal static readonly Color FrontColor = Color.FromHex("#222222"), ReferenceColor = Color.FromHex("#777777");
 
     /// <summary>The headline metric of a task: overall accuracy for VQA, BLEU-4 for report generation.</summary>
     public static (string Key, string Title) Headline(string task) => task == "vqa" ? ("test.overall_acc", "test overall accuracy (%)") : ($"test.{Evaluation.ReportMetrics.Bleu4Key}", "test BLEU-4");
@@ -43,22 +50,27 @@ public static class ResultsReport
           .Append("</style></head><body>");
         sb.Append("<h1>").Append(E(title)).Append("</h1><p class=\"note\">").Append(finished.Count).Append(" finished runs; code ")
           .Append(E(string.Join(", ", finished.Select(r => r.Result["code_version"]?.GetValue<string>() ?? "?").Distinct()))).Append("</p>");
+        int plotIndex = 0;
         foreach (var group in rows.GroupBy(r => (r.Task, r.Dataset)))
         {
             var part = group.ToList();
-            var colors = part.Select((r, i) => (r.Method, Palette[i % Palette.Length])).ToDictionary(x => x.Method, x => x.Item2);
+            var colors = Colors(part);
             sb.Append("<h2>").Append(E($"{group.Key.Task} · {group.Key.Dataset}")).Append("</h2>");
             sb.Append(Table(group.Key.Task, part, finished));
             sb.Append("<div class=\"plots\">");
-            sb.Append(Scatter(group.Key.Task, part, colors));
-            sb.Append(Loss(part, colors));
-            sb.Append(Bars("peak memory (MiB)", part.Select(r => (r.Method, r.PeakMemoryMiB)).ToList(), colors, "F0"));
-            sb.Append(Bars("training time (s)", part.Where(r => !r.ZeroShot).Select(r => (r.Method, r.TrainSeconds)).ToList(), colors, "F1"));
+            sb.Append(Inline(Scatter(group.Key.Task, part, colors), plotIndex++));
+            sb.Append(Inline(Loss(part, colors), plotIndex++));
+            sb.Append(Inline(Bars("peak memory (MiB)", "MiB", part.Select(r => (r.Method, r.PeakMemoryMiB)).ToList(), colors, "F0"), plotIndex++));
+            sb.Append(Inline(Bars("training time (s)", "seconds", part.Where(r => !r.ZeroShot).Select(r => (r.Method, r.TrainSeconds)).ToList(), colors, "F1"), plotIndex++));
             sb.Append("</div>");
         }
         sb.Append("</body></html>");
         return sb.ToString();
     }
+
+    /// <summary>One colour per method of a task and dataset, in row order, the same in all four plots.</summary>
+    internal static Dictionary<string, Color> Colors(IReadOnlyList<ResultsRow> part) =>
+        part.Select((r, i) => (r.Method, Color.FromHex(Palette[i % Palette.Length]))).ToDictionary(x => x.Method, x => x.Item2);
 
     static string Table(string task, List<ResultsRow> part, IReadOnlyList<StoredRun> finished)
     {
@@ -75,133 +87,236 @@ public static class ResultsReport
         return sb.Append("</table>").ToString();
     }
 
-    const int W = 560, H = 360, L = 64, R = 16, T = 34, B = 52;
-
-    static StringBuilder Svg(string title)
+    /// <summary>A new plot with the report's font, title and axis labels.</summary>
+    static Plot NewPlot(string title, string xlabel, string ylabel)
     {
-        var sb = new StringBuilder();
-        sb.Append($"<svg class=\"plot\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" font-family=\"sans-serif\" font-size=\"11\">");
-        sb.Append($"<text x=\"{W / 2}\" y=\"20\" text-anchor=\"middle\" font-size=\"14\" font-weight=\"bold\">{E(title)}</text>");
-        return sb;
+        var plt = new Plot();
+        plt.Font.Set(PlotFont.Family);
+        plt.Title(title, 15);
+        plt.XLabel(xlabel, 12);
+        plt.YLabel(ylabel, 12);
+        return plt;
     }
 
-    static string N(double x) => x.ToString("0.##", Inv);
-
-    /// <summary>Axis frame with ticks; maps data to pixels.</summary>
-    sealed class Frame(double x0, double x1, double y0, double y1)
+    static Plot Empty(Plot plt, string message)
     {
-        public double X(double v) => L + (v - x0) / (x1 - x0 == 0 ? 1 : x1 - x0) * (W - L - R);
-        public double Y(double v) => H - B - (v - y0) / (y1 - y0 == 0 ? 1 : y1 - y0) * (H - T - B);
-
-        public void Draw(StringBuilder sb, IEnumerable<(double V, string Label)> xticks, IEnumerable<(double V, string Label)> yticks, string xlabel, string ylabel)
-        {
-            sb.Append($"<rect x=\"{L}\" y=\"{T}\" width=\"{W - L - R}\" height=\"{H - T - B}\" fill=\"none\" stroke=\"#444\"/>");
-            foreach (var (v, label) in xticks)
-                sb.Append($"<line x1=\"{N(X(v))}\" y1=\"{T}\" x2=\"{N(X(v))}\" y2=\"{H - B}\" stroke=\"#eee\"/><text x=\"{N(X(v))}\" y=\"{H - B + 15}\" text-anchor=\"middle\">{E(label)}</text>");
-            foreach (var (v, label) in yticks)
-                sb.Append($"<line x1=\"{L}\" y1=\"{N(Y(v))}\" x2=\"{W - R}\" y2=\"{N(Y(v))}\" stroke=\"#eee\"/><text x=\"{L - 6}\" y=\"{N(Y(v) + 4)}\" text-anchor=\"end\">{E(label)}</text>");
-            sb.Append($"<text x=\"{(L + W - R) / 2}\" y=\"{H - 12}\" text-anchor=\"middle\">{E(xlabel)}</text>");
-            sb.Append($"<text transform=\"translate(16,{(T + H - B) / 2}) rotate(-90)\" text-anchor=\"middle\">{E(ylabel)}</text>");
-        }
+        var t = plt.Add.Text(message, 0.5, 0.5);
+        t.LabelFontSize = 13;
+        t.LabelAlignment = Alignment.MiddleCenter;
+        plt.Axes.SetLimits(0, 1, 0, 1);
+        return plt;
     }
 
-    static IEnumerable<(double, string)> LinearTicks(double lo, double hi, int n = 5)
-    {
-        double step = NiceStep((hi - lo) / n);
-        for (double v = Math.Ceiling(lo / step) * step; v <= hi + 1e-9; v += step) yield return (v, v.ToString(step < 1 ? "0.###" : "0", Inv));
-    }
-
-    static double NiceStep(double raw)
-    {
-        if (!(raw > 0)) return 1;
-        double p = Math.Pow(10, Math.Floor(Math.Log10(raw)));
-        double f = raw / p;
-        return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * p;
-    }
-
-    static (double Lo, double Hi) Range(IEnumerable<double> values, double pad = 0.08)
-    {
-        var v = values.Where(double.IsFinite).ToList();
-        if (v.Count == 0) return (0, 1);
-        double lo = v.Min(), hi = v.Max(), d = hi - lo == 0 ? Math.Max(1, Math.Abs(hi) * 0.1) : hi - lo;
-        return (lo - d * pad, hi + d * pad);
-    }
-
-    static string Scatter(string task, List<ResultsRow> part, Dictionary<string, string> colors)
+    /// <summary>Headline metric vs trainable share (plots are internal so tests can inspect what is drawn).</summary>
+    internal static Plot Scatter(string task, List<ResultsRow> part, Dictionary<string, Color> colors)
     {
         var (key, ytitle) = Headline(task);
+        var plt = NewPlot($"{ytitle.Split(" (")[0]} vs trainable share", "trainable parameters (% of model, log scale)", ytitle);
         var pts = part.Where(r => r.Trainable > 0 && r.Metrics.ContainsKey(key)).Select(r => (Row: r, Share: r.SharePercent, Score: r.Metrics[key].Mean)).ToList();
-        var sb = Svg($"{ytitle.Split(" (")[0]} vs trainable share");
-        var zeroShot = part.FirstOrDefault(r => r.ZeroShot && r.Metrics.ContainsKey(key));
-        if (pts.Count == 0) return sb.Append("<text x=\"40\" y=\"80\">no fine-tuned runs yet</text></svg>").ToString();
+        if (pts.Count == 0) return Empty(plt, "no fine-tuned runs yet");
+
+        // Log axis: points are placed at log10(share %) and the ticks are labelled with the share itself; majors
+        // at whole decades, minors at 2..9 × each decade.
         double lx0 = Math.Floor(Math.Log10(pts.Min(p => p.Share))), lx1 = Math.Ceiling(Math.Log10(pts.Max(p => p.Share)));
         if (lx1 - lx0 < 1) lx1 = lx0 + 1;
-        var (y0, y1) = Range(pts.Select(p => p.Score).Append(zeroShot?.Metrics[key].Mean ?? double.NaN));
-        var f = new Frame(lx0 - 0.12, lx1 + 0.12, y0, y1);   // padding: a point at 100 % is not cut by the frame
-        var xticks = Enumerable.Range((int)lx0, (int)(lx1 - lx0) + 1).Select(e => ((double)e, Math.Pow(10, e).ToString("0.#####", Inv) + "%"));
-        f.Draw(sb, xticks, LinearTicks(y0, y1), "trainable parameters (% of model, log scale)", ytitle);
+        var ticks = new ScottPlot.TickGenerators.NumericManual();
+        for (int e = (int)lx0; e <= (int)lx1; e++)
+        {
+            ticks.AddMajor(e, ShareLabel(e));
+            if (e < lx1) for (int k = 2; k <= 9; k++) ticks.AddMinor(e + Math.Log10(k));
+        }
+        plt.Axes.Bottom.TickGenerator = ticks;
+
+        var zeroShot = part.FirstOrDefault(r => r.ZeroShot && r.Metrics.ContainsKey(key));
         if (zeroShot is not null)
         {
-            double y = f.Y(zeroShot.Metrics[key].Mean);
-            sb.Append($"<line x1=\"{L}\" y1=\"{N(y)}\" x2=\"{W - R}\" y2=\"{N(y)}\" stroke=\"#999\" stroke-dasharray=\"5,4\"/><text x=\"{W - R - 4}\" y=\"{N(y - 4)}\" text-anchor=\"end\" fill=\"#777\">zero-shot</text>");
+            // Zero-shot trains nothing (share 0 has no place on a log axis): a dashed reference line instead.
+            var line = plt.Add.HorizontalLine(zeroShot.Metrics[key].Mean, 1.5f, ReferenceColor, LinePattern.Dashed);
+            line.LegendText = $"zero-shot ({Score(zeroShot.Metrics[key].Mean)}, 0 trainable)";
         }
+
         var front = ParetoFront(pts.Select(p => (p.Share, p.Score)).ToList());
-        var path = string.Join(" ", front.Select(i => $"{N(f.X(Math.Log10(pts[i].Share)))},{N(f.Y(pts[i].Score))}"));
-        sb.Append($"<polyline points=\"{path}\" fill=\"none\" stroke=\"#d62728\" stroke-width=\"2\" stroke-dasharray=\"6,3\"/>");
+        var frontLine = plt.Add.ScatterLine(front.Select(i => Math.Log10(pts[i].Share)).ToArray(), front.Select(i => pts[i].Score).ToArray(), FrontColor);
+        frontLine.LineWidth = 2;
+        frontLine.LinePattern = LinePattern.Dashed;
+        frontLine.LegendText = "Pareto front (ringed)";
+        double xLabelFlip = lx1 - 0.25 * (lx1 - lx0);   // labels near the right edge go to the left of their point
         for (int i = 0; i < pts.Count; i++)
         {
             var (row, share, score) = pts[i];
-            double x = f.X(Math.Log10(share)), y = f.Y(score);
-            bool onFront = front.Contains(i);
-            sb.Append($"<circle cx=\"{N(x)}\" cy=\"{N(y)}\" r=\"{(onFront ? 7 : 5)}\" fill=\"{colors[row.Method]}\" stroke=\"{(onFront ? "#d62728" : "#fff")}\" stroke-width=\"2\"><title>{E($"{row.Method}: {score:F1} at {share:G3}%")}</title></circle>");
-            bool right = x > W - R - 90;   // labels near the right edge go to the left of their point
-            sb.Append($"<text x=\"{N(right ? x - 9 : x + 9)}\" y=\"{N(y - 6)}\" fill=\"#333\" text-anchor=\"{(right ? "end" : "start")}\">{E(row.Method)}</text>");
+            double x = Math.Log10(share);
+            if (front.Contains(i))
+            {
+                var ring = plt.Add.Marker(x, score, MarkerShape.OpenCircle, 17, FrontColor);
+                ring.MarkerLineWidth = 2;
+            }
+            plt.Add.Marker(x, score, MarkerShape.FilledCircle, 10, colors[row.Method]);
+            var label = plt.Add.Text(row.Method, x, score);
+            label.LabelFontSize = 11;
+            label.LabelFontColor = Color.FromHex("#333333");
+            bool left = x > xLabelFlip;
+            label.LabelAlignment = left ? Alignment.LowerRight : Alignment.LowerLeft;
+            label.LabelOffsetX = left ? -8 : 8;
+            label.LabelOffsetY = -4;
         }
-        sb.Append($"<text x=\"{L + 6}\" y=\"{T + 14}\" fill=\"#d62728\">- - Pareto front (ringed)</text>");
-        return sb.Append("</svg>").ToString();
+        plt.Axes.SetLimitsX(lx0 - 0.15, lx1 + 0.15);   // padding: a point at 100 % is not cut by the frame
+        var ys = pts.Select(p => p.Score).Concat(zeroShot is null ? [] : [zeroShot.Metrics[key].Mean]).ToList();
+        var (y0, y1) = Padded(ys.Min(), ys.Max(), 0.12);
+        plt.Axes.SetLimitsY(y0, y1);
+        plt.ShowLegend(Alignment.LowerRight);
+        return plt;
     }
 
-    static string Loss(List<ResultsRow> part, Dictionary<string, string> colors)
+    /// <summary>The share at a whole decade, as a percentage label: 0.01%, 0.1%, 1%, 10%, 100%.</summary>
+    static string ShareLabel(int decade) => Math.Pow(10, decade).ToString("0.########", Inv) + "%";
+
+    static string Score(double v) => v.ToString(Math.Abs(v) <= 1 ? "0.###" : "0.#", Inv);
+
+    static (double Lo, double Hi) Padded(double lo, double hi, double pad)
     {
-        var curves = part.Where(r => r.LossCurve.Count > 0).ToList();
-        var sb = Svg("training loss per method (first seed)");
-        if (curves.Count == 0) return sb.Append("<text x=\"40\" y=\"80\">no training curves</text></svg>").ToString();
-        var (x0, x1) = (0.0, (double)curves.Max(c => c.LossCurve[^1].Step));
-        var (y0, y1) = Range(curves.SelectMany(c => c.LossCurve.Select(p => p.Loss)), 0.04);
-        y0 = Math.Max(0, y0);
-        var f = new Frame(x0, x1, y0, y1);
-        f.Draw(sb, LinearTicks(x0, x1), LinearTicks(y0, y1), "optimizer step", "loss");
-        // The legend is drawn last, on a translucent box, so curves do not hide it.
-        var legend = new StringBuilder($"<rect x=\"{W - R - 156}\" y=\"{T + 2}\" width=\"152\" height=\"{14 * curves.Count + 6}\" fill=\"#fff\" fill-opacity=\"0.85\" stroke=\"#ddd\"/>");
-        int k = 0;
-        foreach (var c in curves)
+        double d = hi - lo == 0 ? Math.Max(Math.Abs(hi) * 0.1, 1e-3) : hi - lo;
+        return (lo - d * pad, hi + d * pad);
+    }
+
+    internal static Plot Loss(List<ResultsRow> part, Dictionary<string, Color> colors)
+    {
+        var plt = NewPlot("training loss per method (first seed)", "optimizer step", "loss");
+        // A diverged run logs NaN / infinite losses: they are left out (they would break the axis limits).
+        var curves = part.Select(r => (r.Method, Points: r.LossCurve.Where(p => double.IsFinite(p.Loss)).ToList())).Where(c => c.Points.Count > 0).ToList();
+        if (curves.Count == 0) return Empty(plt, "no training curves");
+        foreach (var (method, points) in curves)
         {
-            sb.Append($"<polyline points=\"{string.Join(" ", c.LossCurve.Select(p => $"{N(f.X(p.Step))},{N(f.Y(p.Loss))}"))}\" fill=\"none\" stroke=\"{colors[c.Method]}\" stroke-width=\"2\"><title>{E(c.Method)}</title></polyline>");
-            if (c.LossCurve.Count <= 25)   // few logged points: mark them so a one-point curve still shows
-                foreach (var p in c.LossCurve) sb.Append($"<circle cx=\"{N(f.X(p.Step))}\" cy=\"{N(f.Y(p.Loss))}\" r=\"3\" fill=\"{colors[c.Method]}\"/>");
-            double ly = T + 14 + 14 * k++;
-            legend.Append($"<line x1=\"{W - R - 150}\" y1=\"{N(ly - 4)}\" x2=\"{W - R - 132}\" y2=\"{N(ly - 4)}\" stroke=\"{colors[c.Method]}\" stroke-width=\"3\"/><text x=\"{W - R - 128}\" y=\"{N(ly)}\">{E(c.Method)}</text>");
+            var s = plt.Add.Scatter(points.Select(p => (double)p.Step).ToArray(), points.Select(p => p.Loss).ToArray(), colors[method]);
+            s.LineWidth = 2;
+            s.MarkerSize = points.Count <= 25 ? 6 : 0;   // few logged points: mark them so a one-point curve still shows
+            s.LegendText = method;
         }
-        sb.Append(legend);
-        return sb.Append("</svg>").ToString();
+        var (y0, y1) = Padded(curves.Min(c => c.Points.Min(p => p.Loss)), curves.Max(c => c.Points.Max(p => p.Loss)), 0.05);
+        plt.Axes.SetLimits(0, Math.Max(1, curves.Max(c => c.Points.Max(p => p.Step))) * 1.02, Math.Max(0, y0), y1);
+        plt.ShowLegend(Edge.Right);   // beside the data area: with a dozen methods a legend inside hides curves
+        return plt;
     }
 
-    static string Bars(string title, List<(string Method, double Value)> bars, Dictionary<string, string> colors, string format)
+    internal static Plot Bars(string title, string unit, List<(string Method, double Value)> bars, Dictionary<string, Color> colors, string format)
     {
-        var sb = Svg(title);
-        if (bars.Count == 0) return sb.Append("<text x=\"40\" y=\"80\">nothing to show</text></svg>").ToString();
-        int left = 150;
-        double max = bars.Max(b => b.Value), rowH = Math.Min(26, (H - T - 20) / (double)bars.Count);
+        var plt = NewPlot(title, unit, "");
+        if (bars.Count == 0) return Empty(plt, "nothing to show");
+        // Horizontal bars, first method on top; the method names are the y tick labels, the value is written at
+        // the end of each bar.
+        var ticks = new ScottPlot.TickGenerators.NumericManual();
+        var list = new List<Bar>();
         for (int i = 0; i < bars.Count; i++)
         {
             var (m, v) = bars[i];
-            double y = T + 6 + i * rowH, w = max <= 0 ? 0 : v / max * (W - left - 70);
-            sb.Append($"<text x=\"{left - 6}\" y=\"{N(y + rowH * 0.65)}\" text-anchor=\"end\">{E(m)}</text>");
-            sb.Append($"<rect x=\"{left}\" y=\"{N(y + 2)}\" width=\"{N(w)}\" height=\"{N(rowH - 5)}\" fill=\"{colors[m]}\"/>");
-            sb.Append($"<text x=\"{N(left + w + 4)}\" y=\"{N(y + rowH * 0.65)}\">{v.ToString(format, Inv)}</text>");
+            double pos = bars.Count - 1 - i;
+            list.Add(new Bar { Position = pos, Value = v, FillColor = colors[m], Label = v.ToString(format, Inv), Size = 0.7 });
+            ticks.AddMajor(pos, m);
         }
-        return sb.Append("</svg>").ToString();
+        var bp = plt.Add.Bars(list);
+        bp.Horizontal = true;
+        bp.ValueLabelStyle.FontSize = 11;
+        plt.Axes.Left.TickGenerator = ticks;
+        plt.Axes.Left.MajorTickStyle.Length = 0;
+        plt.HideGrid();
+        double max = bars.Max(b => b.Value);
+        plt.Axes.SetLimits(0, max <= 0 ? 1 : max * 1.15, -0.6, bars.Count - 0.4);   // room for the value labels
+        return plt;
+    }
+
+    static readonly Regex SvgFontFamily = new("font-family=\"([^\",]+)\"", RegexOptions.Compiled);
+    static readonly Regex SvgIdDef = new("id=\"([^\"]+)\"", RegexOptions.Compiled), SvgIdRef = new("(id=\"|url\\(#|href=\"#)([^\")]+)", RegexOptions.Compiled);
+
+    /// <summary>The plot as inline SVG for the page: no XML declaration, the report's class on the root element,
+    /// sans-serif as the fallback font, and ids (Skia's clip paths) renamed p{plot}-c{n} in order of appearance.
+    /// Skia numbers clip paths from a process-wide counter, so the raw ids change from one rendering to the next
+    /// (the page would not be byte-deterministic), and ids inside inline SVGs share the page's single id space
+    /// (two plots' clip paths could collide).</summary>
+    static string Inline(Plot plt, int index)
+    {
+        string svg;
+        using (plt) svg = plt.GetSvgXml(W, H);
+        int start = svg.IndexOf("<svg", StringComparison.Ordinal);
+        if (start < 0) throw new InvalidOperationException("ScottPlot returned no <svg> element");
+        svg = svg[start..].Trim();
+        var ids = new Dictionary<string, string>();
+        foreach (Match m in SvgIdDef.Matches(svg)) ids.TryAdd(m.Groups[1].Value, $"p{index}-c{ids.Count}");
+        svg = SvgIdRef.Replace(svg, m => ids.TryGetValue(m.Groups[2].Value, out var id) ? m.Groups[1].Value + id : m.Value);
+        // A browser without the layout font falls back to a sans-serif one rather than its default serif.
+        svg = SvgFontFamily.Replace(svg, m => $"font-family=\"{m.Groups[1].Value}, sans-serif\"");
+        return "<svg class=\"plot\"" + svg[4..];
     }
 
     static string E(string s) => WebUtility.HtmlEncode(s);
+
+    /// <summary>The TrueType font the plots are laid out with. The SkiaSharp native build the project uses
+    /// (NativeAssets.Linux.NoDependencies) has no fontconfig, so Skia sees no system fonts and ScottPlot would
+    /// measure and emit every label as empty. The font is therefore loaded from a file: MEDPEFT_REPORT_FONT if set,
+    /// else the first of a few common sans-serif fonts in the usual font folders (Debian's fonts-dejavu-core first);
+    /// else whatever family Skia itself offers (Windows, macOS); else a one-line error.</summary>
+    internal static class PlotFont
+    {
+        static readonly Lazy<string> Resolved = new(() => Resolve(Environment.GetEnvironmentVariable("MEDPEFT_REPORT_FONT")));
+
+        /// <summary>The family name the plots use (registered with ScottPlot on first use).</summary>
+        public static string Family => Resolved.Value;
+
+        static readonly (string Regular, string Bold)[] Candidates =
+        [
+            ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf"), ("LiberationSans-Regular.ttf", "LiberationSans-Bold.ttf"),
+            ("NotoSans-Regular.ttf", "NotoSans-Bold.ttf"), ("Arial.ttf", "Arial Bold.ttf"), ("arial.ttf", "arialbd.ttf"),
+        ];
+
+        static IEnumerable<string> FontDirs()
+        {
+            string home = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
+            yield return "/usr/share/fonts";
+            yield return "/usr/local/share/fonts";
+            if (home.Length > 0) { yield return Path.Combine(home, ".local/share/fonts"); yield return Path.Combine(home, ".fonts"); }
+            yield return "/Library/Fonts";
+            yield return "/System/Library/Fonts";
+            string win = Environment.GetFolderPath(Environment.SpecialFolder.Fonts);
+            if (win.Length > 0) yield return win;
+        }
+
+        internal static string Resolve(string? env)
+        {
+            if (!string.IsNullOrEmpty(env))
+                return Register(env, null) ?? throw new MedPeftException($"MEDPEFT_REPORT_FONT={env}: not a readable TrueType/OpenType font file");
+            var files = FontDirs().Where(Directory.Exists).SelectMany(d => SafeFiles(d)).ToList();
+            foreach (var (regular, bold) in Candidates)
+            {
+                // Sorted so the choice does not depend on directory enumeration order.
+                var r = files.Where(f => Path.GetFileName(f) == regular).Order(StringComparer.Ordinal).FirstOrDefault();
+                if (r is null) continue;
+                var b = files.Where(f => Path.GetFileName(f) == bold).Order(StringComparer.Ordinal).FirstOrDefault();
+                if (Register(r, b) is { } family) return family;
+            }
+            var fallback = SKTypeface.Default;   // a shared instance: not disposed
+            if (fallback.GlyphCount > 0) return fallback.FamilyName;
+            throw new MedPeftException("report.html: no font for the plot labels (SkiaSharp sees no system fonts and none of "
+                + string.Join(", ", Candidates.Select(c => c.Regular)) + " is in " + string.Join(", ", FontDirs())
+                + "); install fonts-dejavu-core or set MEDPEFT_REPORT_FONT to a .ttf file");
+        }
+
+        static IEnumerable<string> SafeFiles(string dir)
+        {
+            try { return Directory.EnumerateFiles(dir, "*.ttf", new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = true }).ToList(); }
+            catch (IOException) { return []; }
+        }
+
+        /// <summary>Registers a regular (and optional bold) font file with ScottPlot under the family name inside
+        /// the file; null if the file is not a usable font.</summary>
+        static string? Register(string regular, string? bold)
+        {
+            if (!File.Exists(regular)) return null;
+            using var tf = SKTypeface.FromFile(regular);
+            if (tf is null || tf.GlyphCount == 0) return null;
+            string family = tf.FamilyName;
+            // Titles are bold: without a bold file the regular one serves for them too (ScottPlot would otherwise
+            // look the bold face up among the system fonts, which are empty here).
+            Fonts.AddFontFile(family, regular, false, false);
+            Fonts.AddFontFile(family, bold is not null && File.Exists(bold) ? bold : regular, true, false);
+            return family;
+        }
+    }
 }

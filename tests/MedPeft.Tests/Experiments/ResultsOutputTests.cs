@@ -63,7 +63,7 @@ public class ResultsOutputTests
         Assert.DoesNotContain("<script", html);
         Assert.Contains("log scale", html);
         Assert.Contains("Pareto front", html);
-        Assert.Contains("<polyline", html);   // loss curves and the front
+        Assert.Contains("training loss per method", html);
         Assert.Contains("peak memory (MiB)", html);
         Assert.Contains("training time (s)", html);
     }
