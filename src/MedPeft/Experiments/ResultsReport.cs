@@ -250,9 +250,9 @@ public static class ResultsReport
 
     /// <summary>The TrueType font the plots are laid out with. The SkiaSharp native build the project uses
     /// (NativeAssets.Linux.NoDependencies) has no fontconfig, so Skia sees no system fonts and ScottPlot would
-    /// measure and emit every label as empty. The font is therefore loaded from a file: MEDPEFT_REPORT_FONT if set,
-    /// else the first of a few common sans-serif fonts in the usual font folders (Debian's fonts-dejavu-core first);
-    /// else whatever family Skia itself offers (Windows, macOS); else a one-line error.</summary>
+    /// measure and emit every label as empty. The font is therefore a file: MEDPEFT_REPORT_FONT if set, else DejaVu
+    /// Sans shipped inside the assembly (written once to the temp folder, which ScottPlot's loader needs) — the same
+    /// layout, hence the same bytes, on every machine.</summary>
     internal static class PlotFont
     {
         static readonly Lazy<string> Resolved = new(() => Resolve(Environment.GetEnvironmentVariable("MEDPEFT_REPORT_FONT")));
@@ -260,48 +260,32 @@ public static class ResultsReport
         /// <summary>The family name the plots use (registered with ScottPlot on first use).</summary>
         public static string Family => Resolved.Value;
 
-        static readonly (string Regular, string Bold)[] Candidates =
-        [
-            ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf"), ("LiberationSans-Regular.ttf", "LiberationSans-Bold.ttf"),
-            ("NotoSans-Regular.ttf", "NotoSans-Bold.ttf"), ("Arial.ttf", "Arial Bold.ttf"), ("arial.ttf", "arialbd.ttf"),
-        ];
-
-        static IEnumerable<string> FontDirs()
-        {
-            string home = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
-            yield return "/usr/share/fonts";
-            yield return "/usr/local/share/fonts";
-            if (home.Length > 0) { yield return Path.Combine(home, ".local/share/fonts"); yield return Path.Combine(home, ".fonts"); }
-            yield return "/Library/Fonts";
-            yield return "/System/Library/Fonts";
-            string win = Environment.GetFolderPath(Environment.SpecialFolder.Fonts);
-            if (win.Length > 0) yield return win;
-        }
+        const string Bundled = "MedPeft.Fonts.DejaVuSans.ttf";
 
         internal static string Resolve(string? env)
         {
             if (!string.IsNullOrEmpty(env))
                 return Register(env, null) ?? throw new MedPeftException($"MEDPEFT_REPORT_FONT={env}: not a readable TrueType/OpenType font file");
-            var files = FontDirs().Where(Directory.Exists).SelectMany(d => SafeFiles(d)).ToList();
-            foreach (var (regular, bold) in Candidates)
-            {
-                // Sorted so the choice does not depend on directory enumeration order.
-                var r = files.Where(f => Path.GetFileName(f) == regular).Order(StringComparer.Ordinal).FirstOrDefault();
-                if (r is null) continue;
-                var b = files.Where(f => Path.GetFileName(f) == bold).Order(StringComparer.Ordinal).FirstOrDefault();
-                if (Register(r, b) is { } family) return family;
-            }
-            var fallback = SKTypeface.Default;   // a shared instance: not disposed
-            if (fallback.GlyphCount > 0) return fallback.FamilyName;
-            throw new MedPeftException("report.html: no font for the plot labels (SkiaSharp sees no system fonts and none of "
-                + string.Join(", ", Candidates.Select(c => c.Regular)) + " is in " + string.Join(", ", FontDirs())
-                + "); install fonts-dejavu-core or set MEDPEFT_REPORT_FONT to a .ttf file");
+            return Register(BundledFile(), null) ?? throw new MedPeftException($"report.html: the bundled font {Bundled} could not be loaded");
         }
 
-        static IEnumerable<string> SafeFiles(string dir)
+        /// <summary>The bundled font as a file, named by its content hash so concurrent processes and versions
+        /// never see a half-written or different file (written to a temporary name, then renamed).</summary>
+        static string BundledFile()
         {
-            try { return Directory.EnumerateFiles(dir, "*.ttf", new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = true }).ToList(); }
-            catch (IOException) { return []; }
+            using var stream = typeof(PlotFont).Assembly.GetManifestResourceStream(Bundled)
+                ?? throw new MedPeftException($"report.html: resource {Bundled} missing from MedPeft.dll");
+            var bytes = new byte[stream.Length];
+            stream.ReadExactly(bytes);
+            var hash = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(bytes))[..16];
+            var path = Path.Combine(Path.GetTempPath(), $"medpeft-DejaVuSans-{hash}.ttf");
+            if (!File.Exists(path) || new FileInfo(path).Length != bytes.Length)
+            {
+                var tmp = $"{path}.{Environment.ProcessId}.tmp";
+                File.WriteAllBytes(tmp, bytes);
+                File.Move(tmp, path, overwrite: true);
+            }
+            return path;
         }
 
         /// <summary>Registers a regular (and optional bold) font file with ScottPlot under the family name inside

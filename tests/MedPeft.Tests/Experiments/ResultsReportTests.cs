@@ -203,4 +203,12 @@ public class ResultsReportTests
         }
         finally { File.Delete(path); }
     }
+
+    [Fact]
+    public void Without_an_override_the_plots_use_the_font_shipped_in_the_assembly()
+    {
+        // No system font lookup: the same layout on a machine without fonts (CI) as here.
+        Assert.Equal("DejaVu Sans", ResultsReport.PlotFont.Resolve(null));
+        Assert.Equal("DejaVu Sans", ResultsReport.PlotFont.Resolve(""));
+    }
 }
