@@ -11,18 +11,11 @@ namespace MedPeft.Experiments;
 /// and every extra test set (cross-dataset zero-shot) with MISS's decoding.</summary>
 public sealed class VqaStudyTask : IStudyTask
 {
-    static readonly Dictionary<(string, string, long, string), EmbeddedStudy> Benches = new();
-
     public string Name => "vqa";
 
     public RunOutcome Run(StudyRun run, RunContext ctx)
     {
-        if (run.Dataset.IsEmbedded)
-        {
-            if (!run.Model.IsEmbedded)
-                throw new MedPeftException($"{run.Method}: the embedded benchmark runs with models `embedded` or `embedded-random` (its vocabulary and image size are its own), not {run.Model.Name}");
-            return Bench(run, ctx).Run(run, ctx);
-        }
+        if (run.Dataset.IsEmbedded) return EmbeddedStudy.For(run, ctx).Run(run, ctx);
         if (run.Model.IsEmbedded) throw new MedPeftException($"{run.Method}: model {run.Model.Preset} only runs on the embedded benchmark (format: embedded)");
         var modelDir = run.Model.Path ?? throw new MedPeftException(
             $"{run.Method}: model \"{run.Model.Name}\" (preset {run.Model.Preset}) has no `path:`; running on {run.Dataset.Name} needs its checkpoint folder");
@@ -81,17 +74,5 @@ public sealed class VqaStudyTask : IStudyTask
         var summary = VqaJobs.Train(Job(rate, ctx.RunDir, null, run.Training.ValidationLimit), ctx.Progress, ctx.Cancel);
         return new RunOutcome(summary.Trainable.Trainable, summary.Trainable.Total, summary.LearningRate, trials, summary.Result,
             Score(Path.Combine(ctx.RunDir, "model")));
-    }
-
-    static EmbeddedStudy Bench(StudyRun run, RunContext ctx)
-    {
-        var key = (run.Dataset.Dir!, ctx.CacheDir, run.Model.PretrainSeed, ctx.Device);
-        lock (Benches)
-        {
-            if (!Benches.TryGetValue(key, out var bench))
-                Benches[key] = bench = new EmbeddedStudy(run.Dataset.Dir!, run.Model.PretrainSeed, ctx.CacheDir, ctx.Device, ctx.Stage,
-                    name => name == "pretrain" ? ctx.Progress : null, ctx.Cancel);
-            return bench;
-        }
     }
 }
