@@ -71,8 +71,8 @@ public static class ReportJobs
         using var images = new ImageCache(new ImageProcessor(model.Config.VisionConfig.ImageSize, Normalization.Get(options.Normalization)));
         var batcher = new ReportBatcher(tokenizer, images, options, model.Config.TextConfig.MaxPositionEmbeddings) { AugmentationSeed = seed };
         var train_ = new TrainOptions { Epochs = epochs, MaxSteps = maxSteps, BatchSize = options.BatchSize, Seed = seed, LogPath = logPath, PrefetchBatches = options.PrefetchBatches };
-        var (report, result) = Train(model, strategy, methods, learningRate, train, validation, batcher, train_, device, progress, cancel);
-        var pairs = ReportEvaluation.Predict(model, test, batcher, options.Decoding, device, options.BatchSize);
+        var (report, result, fitted) = Train(model, strategy, methods, learningRate, train, validation, batcher, train_, device, progress, cancel);
+        var pairs = ReportEvaluation.Predict(model, test, fitted, options.Decoding, device, options.BatchSize);
         return new ReportFineTuneResult(strategy, ReportMetrics.Compute(pairs), pairs, report.Trainable, report.Total, learningRate, result.Steps,
             result.TrainSeconds, result.StepsPerSecond, result.PeakMemoryBytes, result.BestValidation, result.BestStep, load) { Result = result };
     }
@@ -93,7 +93,7 @@ public static class ReportJobs
         var o = new TrainOptions { Epochs = 1, MaxSteps = steps, BatchSize = options.BatchSize, Seed = seed, PrefetchBatches = options.PrefetchBatches };
         try
         {
-            var (_, r) = Train(model, strategy, methods, learningRate, train, validation, batcher, o, device, null, cancel);
+            var (_, r, _) = Train(model, strategy, methods, learningRate, train, validation, batcher, o, device, null, cancel);
             return new LrTrial(learningRate, r.BestValidation, r.LossCurve.Count > 0 ? r.LossCurve[^1].Loss : double.NaN);
         }
         catch (MedPeftException) { return new LrTrial(learningRate, null, double.NaN); }   // diverged (non-finite loss)
@@ -119,13 +119,26 @@ public static class ReportJobs
         return (ReportMetrics.Compute(pairs), pairs, total, PeakMemory.Bytes(), clock.Elapsed.TotalSeconds, load);
     }
 
-    static (TrainableReport, TrainResult) Train(BlipForConditionalGeneration model, string strategySpec, IReadOnlyDictionary<string, ITuningMethod>? methods, double lr,
+    /// <summary>Prompt tuning prepends its virtual tokens to the decoder's input, and they take position embeddings:
+    /// the batcher for a model carrying such a prompt leaves them room (targets and generated reports get that many
+    /// fewer positions), so a small model's position table is never indexed past its end.</summary>
+    static ReportBatcher FitPositions(ReportBatcher b, BlipForConditionalGeneration model)
+    {
+        long virtualTokens = PromptTuning.TowersOf(model).Sum(t => t.Length);
+        if (virtualTokens == 0) return b;
+        int room = model.Config.TextConfig.MaxPositionEmbeddings - (int)virtualTokens;
+        if (room < 8) throw new MedPeftException($"prompt tuning: {virtualTokens} virtual tokens leave {room} of the decoder's {model.Config.TextConfig.MaxPositionEmbeddings} positions for the report");
+        return new ReportBatcher(b.Tokenizer, b.Images, b.Options, room) { AugmentationSeed = b.AugmentationSeed };
+    }
+
+    static (TrainableReport, TrainResult, ReportBatcher) Train(BlipForConditionalGeneration model, string strategySpec, IReadOnlyDictionary<string, ITuningMethod>? methods, double lr,
         IReadOnlyList<ReportSample> train, IReadOnlyList<ReportSample> validation, ReportBatcher batcher, TrainOptions o, Device device,
         IProgress<TrainProgress>? progress, CancellationToken cancel)
     {
         var strategy = TuningStrategy.Parse(strategySpec, TowerLayout.Blip, methods);
         TorchRuntime.Seed(o.Seed);
         var report = strategy.Apply(model);
+        batcher = FitPositions(batcher, model);
         if (batcher.Options.ValidationLimit > 0) validation = validation.Take(batcher.Options.ValidationLimit).ToList();
         batcher.Options.Augmentation?.Validate();
         var greedy = batcher.Options.Decoding with { NumBeams = 1 };
@@ -133,7 +146,7 @@ public static class ReportJobs
             o with { LearningRate = lr },
             validate: validation.Count == 0 ? null : () => 100 * ReportEvaluation.Evaluate(model, validation, batcher, greedy, device, batcher.Options.BatchSize).Bleu4,
             progress: progress, cancel: cancel);
-        return (report, result);
+        return (report, result, batcher);
     }
 
     static Dictionary<string, ITuningMethod>? LoraOverride(LoraConfig? lora) =>
@@ -156,7 +169,7 @@ public static class ReportJobs
         var batcher = new ReportBatcher(tokenizer, images, options, model.Config.TextConfig.MaxPositionEmbeddings) { AugmentationSeed = job.Train.Seed };
         double lr = job.LearningRate ?? StrategyDefaults.LearningRate(job.Strategy);
         Directory.CreateDirectory(job.OutDir);
-        var (report, result) = Train(model, job.Strategy, LoraOverride(job.Lora), lr, train, validation, batcher,
+        var (report, result, _) = Train(model, job.Strategy, LoraOverride(job.Lora), lr, train, validation, batcher,
             job.Train with { LogPath = Path.Combine(job.OutDir, "log.jsonl") }, device, progress, cancel);
         var strategy = ParseStrategy(job.Strategy, job.Lora);
         var adapter = VqaJobs.SaveAdapter(model, strategy, Path.Combine(job.OutDir, "adapter"));
@@ -188,7 +201,7 @@ public static class ReportJobs
         using var _ = model;
         if (adapterDir is not null) PeftAdapters.Load(model, adapterDir);
         using var images = new ImageCache(new ImageProcessor(model.Config.VisionConfig.ImageSize, Normalization.Get(options.Normalization)));
-        var batcher = new ReportBatcher(tokenizer, images, options, model.Config.TextConfig.MaxPositionEmbeddings);
+        var batcher = FitPositions(new ReportBatcher(tokenizer, images, options, model.Config.TextConfig.MaxPositionEmbeddings), model);
         var samples = Read(format, dataDir, split);
         var pairs = ReportEvaluation.Predict(model, samples, batcher, options.Decoding, dev, options.BatchSize);
         return (ReportMetrics.Compute(pairs), pairs, load);
