@@ -21,7 +21,7 @@ static class Commands
     {
         var rt = new RuntimeOptions();
         var file = new Argument<string?>("FILE") { Description = "a study file (YAML or JSON, docs/study-files.md); none = the built-in grid on the embedded benchmark", Arity = ArgumentArity.ZeroOrOne };
-        var quick = new Option<bool>("--quick") { Description = "built-in grid: the reduced benchmark (~1-2 min on 2 cores)" };
+        var quick = new Option<bool>("--quick") { Description = "built-in grid: the reduced benchmark (a few minutes on 2 cores)" };
         var @out = new Option<string?>("--out") { Description = "output folder: results.db (the store), tables, report.html, runs/ (default: study-NAME)" };
         var strategies = new Option<string[]>("--strategies") { Description = "built-in grid: strategies to compare (default: every registered method)", AllowMultipleArgumentsPerToken = true };
         var cache = new Option<string?>("--cache") { Description = "benchmark + pretrained-model cache (default: $MEDPEFT_CACHE or ~/.cache/medpeft)" };
