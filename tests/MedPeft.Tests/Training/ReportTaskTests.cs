@@ -139,13 +139,14 @@ public class ReportTaskTests
         var none = new Dictionary<string, string>();
         var spec = new StudySpec("rep", [new StudyModel("tiny", null, dir)],
             [new StudyDataset("IU", "report", DatasetFormats.IuXray, SyntheticBench.IuXrayRoot(data), Splits.Train, Splits.Validation, Splits.Test, [])],
-            [new StudyStrategy("zero-shot", StudyStrategy.ZeroShot, none, [null]), new StudyStrategy("prompt", "prompt", none, [null])],
-            new StudyTraining { Epochs = 1, MaxSteps = 2, BatchSize = 8, ValidationLimit = 4 }, "test");
+            [new StudyStrategy("zero-shot", StudyStrategy.ZeroShot, none, [null]), new StudyStrategy("prompt", "prompt", none, [null]),
+             new StudyStrategy("ln", "ln", none, [double.NaN])],   // learning_rate: auto — the LR range test on validation BLEU-4
+            new StudyTraining { Epochs = 1, MaxSteps = 2, BatchSize = 8, ValidationLimit = 4, LrSweepSteps = 1 }, "test");
         var outDir = Path.Combine(root, "out");
         var options = new StudyRunOptions { OutDir = outDir, CacheDir = Path.Combine(root, "cache") };
         var summary = new StudyRunner(spec, options, new Quiet()).Run();
         Assert.Empty(summary.Failures);
-        Assert.Equal(2, summary.RanHere);
+        Assert.Equal(3, summary.RanHere);
         var byMethod = summary.Finished.ToDictionary(f => f.Method, f => f.Result);
         foreach (var (method, result) in byMethod)
         {
@@ -167,7 +168,13 @@ public class ReportTaskTests
         var withPrompt = ReportJobs.Evaluate(Path.Combine(promptDir, "model"), data, DatasetFormats.IuXray, Splits.Test, adapterDir: Path.Combine(promptDir, "adapter")).Scores;
         Assert.Equal(withPrompt.Bleu4, byMethod["prompt"]["metrics"]!["test"]!["BLEU_4"]!.GetValue<double>(), 12);
 
+        var ln = byMethod["ln"];
+        Assert.Equal("lr-sweep", ln["learning_rate_source"]!.GetValue<string>());
+        Assert.Equal(LrSweep.Grid("ln"), ln["lr_sweep"]!.AsArray().Select(t => t!["learning_rate"]!.GetValue<double>()));
+        Assert.Contains(ln["learning_rate"]!.GetValue<double>(), LrSweep.Grid("ln"));
+        Assert.False(Directory.Exists(Path.Combine(StudyRunner.RunDir(outDir, StudyPlan.Expand(spec).Runs.Single(r => r.Method == ln["method"]!.GetValue<string>())), "lr-sweep")));
+
         var again = new StudyRunner(spec, options, new Quiet()).Run();
-        Assert.Equal((0, 2), (again.RanHere, again.Skipped));
+        Assert.Equal((0, 3), (again.RanHere, again.Skipped));
     }
 }
