@@ -150,11 +150,12 @@ public sealed class ReportStudyTask : IStudyTask
             Directory.Delete(sweepDir, recursive: true);   // the trial checkpoints are not kept
         }
         var (result, trainable, used) = Train(rate, ctx.RunDir, null, run.Training.ValidationLimit, ctx.Progress);
-        return new RunOutcome(trainable.Trainable, trainable.Total, used, trials, result, Score(Path.Combine(ctx.RunDir, "model"), PromptAdapter(ctx.RunDir)));
+        // BLIP folders: ReportJobs saves prompt-learning runs as base model/ + adapter/ (LLaVA: as LlavaJobs saves them).
+        return new RunOutcome(trainable.Trainable, trainable.Total, used, trials, result, Score(Path.Combine(ctx.RunDir, "model"), llava ? null : PromptAdapter(ctx.RunDir)));
     }
 
-    /// <summary>Prompt-learning methods have no merged form: model/ holds the base and adapter/ the prompt, so scoring
-    /// loads the adapter (LoRA and IA3 are merged into model/, selective tuning is in model/ already).</summary>
+    /// <summary>Prompt-learning methods have no merged form: a BLIP run's model/ holds the base and adapter/ the prompt,
+    /// so scoring loads the adapter (LoRA and IA3 are merged into model/, selective tuning is in model/ already).</summary>
     internal static string? PromptAdapter(string runDir)
     {
         var summary = Path.Combine(runDir, "train_summary.json");

@@ -24,14 +24,14 @@ public sealed class VqaStudyTask : IStudyTask
                 throw new MedPeftException($"{run.Dataset.Name}.{field}: \"{split}\" — training reads the dataset's {canonical} split (VqaJobs); other split names are not supported yet");
 
         var decoding = VqaEvaluation.MissDecoding;
-        Dictionary<string, System.Text.Json.Nodes.JsonObject> Score(string dir)
+        Dictionary<string, System.Text.Json.Nodes.JsonObject> Score(string dir, string? adapter = null)
         {
             var metrics = new Dictionary<string, System.Text.Json.Nodes.JsonObject>
             {
-                ["test"] = RunOutcome.Scores(VqaJobs.Evaluate(dir, run.Dataset.Dir!, run.Dataset.Format, run.Dataset.Test, decoding, ctx.Device).Scores),
+                ["test"] = RunOutcome.Scores(VqaJobs.Evaluate(dir, run.Dataset.Dir!, run.Dataset.Format, run.Dataset.Test, decoding, ctx.Device, adapterDir: adapter).Scores),
             };
             foreach (var extra in run.Dataset.ExtraTests)
-                metrics[$"extra:{extra.Name}"] = RunOutcome.Scores(VqaJobs.Evaluate(dir, extra.Dir, extra.Format, extra.Split, decoding, ctx.Device).Scores);
+                metrics[$"extra:{extra.Name}"] = RunOutcome.Scores(VqaJobs.Evaluate(dir, extra.Dir, extra.Format, extra.Split, decoding, ctx.Device, adapterDir: adapter).Scores);
             return metrics;
         }
 
@@ -72,7 +72,9 @@ public sealed class VqaStudyTask : IStudyTask
             Directory.Delete(sweepDir, recursive: true);   // the trial checkpoints are not kept
         }
         var summary = VqaJobs.Train(Job(rate, ctx.RunDir, null, run.Training.ValidationLimit), ctx.Progress, ctx.Cancel);
+        // BLIP: VqaJobs saves prompt-learning runs as base model/ + adapter/, so they are scored with the adapter.
+        var adapter = LlavaJobs.IsLlavaFolder(modelDir) ? null : ReportStudyTask.PromptAdapter(ctx.RunDir);
         return new RunOutcome(summary.Trainable.Trainable, summary.Trainable.Total, summary.LearningRate, trials, summary.Result,
-            Score(Path.Combine(ctx.RunDir, "model")));
+            Score(Path.Combine(ctx.RunDir, "model"), adapter));
     }
 }
