@@ -21,7 +21,7 @@ static class Commands
     {
         var rt = new RuntimeOptions();
         var file = new Argument<string?>("FILE") { Description = "a study file (YAML or JSON, docs/study-files.md); none = the built-in grid on the embedded benchmark", Arity = ArgumentArity.ZeroOrOne };
-        var quick = new Option<bool>("--quick") { Description = "built-in grid: the reduced benchmark (~1-2 min on 2 cores)" };
+        var quick = new Option<bool>("--quick") { Description = "built-in grid: the reduced benchmark (a few minutes on 2 cores)" };
         var @out = new Option<string?>("--out") { Description = "output folder: results.db (the store), tables, report.html, runs/ (default: study-NAME)" };
         var strategies = new Option<string[]>("--strategies") { Description = "built-in grid: strategies to compare (default: every registered method)", AllowMultipleArgumentsPerToken = true };
         var cache = new Option<string?>("--cache") { Description = "benchmark + pretrained-model cache (default: $MEDPEFT_CACHE or ~/.cache/medpeft)" };
@@ -33,11 +33,13 @@ static class Commands
         var collect = new Option<bool>("--collect") { Description = "run nothing: build the tables and report.html from the results store" };
         var emit = new Option<string[]>("--emit") { Description = "--emit slurm DIR: write a Slurm job-array script (one run per array task) and a collect job", Arity = new ArgumentArity(2, 2), AllowMultipleArgumentsPerToken = true };
         var list = new Option<bool>("--list") { Description = "print the plan (run index, key, done/todo, dataset, method, seed) and exit" };
+        var tasks = new Option<string[]>("--task") { Description = "built-in grid: only these tasks (vqa, report; default: both)", AllowMultipleArgumentsPerToken = true };
+        tasks.Validators.Add(v => { foreach (var t in v.GetValueOrDefault<string[]>() ?? []) if (t is not ("vqa" or "report")) v.AddError($"--task {t}: expected vqa or report"); });
         var c = new Command("study", "Run a study — every strategy on every model and dataset — into a crash-safe results store, then write paper-style tables (Markdown, CSV) and report.html. Restart to resume; several processes may share one --out.");
         // An optional positional argument would otherwise swallow a mistyped option as the file name.
         file.Validators.Add(a => { if (a.GetValueOrDefault<string?>() is { } v && v.StartsWith('-')) a.AddError($"Unrecognized command or argument '{v}'."); });
         rt.AddTo(c); c.Add(file);
-        foreach (var o in new Option[] { quick, @out, strategies, cache, epochs, lr, noScratch, lrSweep, runIndex, collect, emit, list }) c.Add(o);
+        foreach (var o in new Option[] { quick, @out, strategies, cache, epochs, lr, noScratch, lrSweep, runIndex, collect, emit, list, tasks }) c.Add(o);
         c.SetAction(r =>
         {
             var device = rt.Apply(r);
@@ -45,7 +47,7 @@ static class Commands
             StudySpec spec;
             if (path is not null)
             {
-                foreach (var (o, name) in new (Option, string)[] { (quick, "--quick"), (strategies, "--strategies"), (epochs, "--epochs"), (lr, "--lr"), (noScratch, "--no-random-init") })
+                foreach (var (o, name) in new (Option, string)[] { (quick, "--quick"), (strategies, "--strategies"), (epochs, "--epochs"), (lr, "--lr"), (noScratch, "--no-random-init"), (tasks, "--task") })
                     if (r.GetResult(o) is { Implicit: false }) throw new MedPeftException($"{name} applies to the built-in grid; with a study file set it in {path}");
                 spec = StudyFile.Load(path);
                 if (r.GetValue(lrSweep))
@@ -55,7 +57,8 @@ static class Commands
             {
                 var s = r.GetValue(strategies) is { Length: > 0 } given ? given : null;
                 foreach (var one in s ?? []) TuningStrategy.Parse(one, TowerLayout.Blip);   // fail fast on a typo
-                spec = StudySpec.Embedded(r.GetValue(quick), s, !r.GetValue(noScratch), r.GetValue(epochs), r.GetValue(lr), r.GetValue(rt.Seed), r.GetValue(lrSweep));
+                spec = StudySpec.Embedded(r.GetValue(quick), s, !r.GetValue(noScratch), r.GetValue(epochs), r.GetValue(lr), r.GetValue(rt.Seed), r.GetValue(lrSweep),
+                    r.GetValue(tasks) is { Length: > 0 } only ? only : null);
             }
             var outDir = r.GetValue(@out) ?? $"study-{spec.Name}";
             var plan = StudyPlan.Expand(spec);
@@ -108,7 +111,9 @@ static class Commands
     static int Finish(StudySpec spec, string outDir, IReadOnlyList<StoredRun> finished, IReadOnlyList<string> problems, string? headline)
     {
         var rows = ResultsTables.Aggregate(finished);
-        foreach (var g in rows.GroupBy(x => (x.Task, x.Dataset))) ConsoleUi.StudyTable($"{g.Key.Task} · {g.Key.Dataset} (test, accuracy %)", g.ToList());
+        foreach (var g in rows.GroupBy(x => (x.Task, x.Dataset)))
+            ConsoleUi.StudyTable($"{g.Key.Task} · {g.Key.Dataset} ({(g.Key.Task == "report" ? "test, BLEU / ROUGE-L / CIDEr-D" : "test, accuracy %")})", g.ToList(),
+                ResultsTables.MetricFormat(g.Key.Task));
         var files = ResultsTables.WriteAll(outDir, $"MedPeft study: {spec.Name}", finished);
         if (headline is not null) Console.WriteLine(headline);
         Console.WriteLine($"results in {Path.GetFullPath(outDir)}: {string.Join(", ", files.Select(Path.GetFileName))}, runs/ (log.jsonl + TensorBoard events per run)");

@@ -108,7 +108,11 @@ static class ConsoleUi
         {
             var test = result["metrics"]?["test"];
             string Acc(string k) => ResultsTables.Number(test?[k]) is double v ? Pct(v) : "–";
-            Console.WriteLine($"== run {run.Index} finished in {ResultsTables.Number(result["wall_seconds"]):F0} s: overall {Acc("overall_acc")} (closed {Acc("closed_acc")}, open {Acc("open_acc")})"
+            string Score(string k) => ResultsTables.Number(test?[k]) is double v ? v.ToString("F3", System.Globalization.CultureInfo.InvariantCulture) : "–";
+            var scores = run.Dataset.Task == "report"
+                ? $"BLEU-4 {Score("BLEU_4")} (BLEU-1 {Score("BLEU_1")}, ROUGE-L {Score("ROUGE_L")}, CIDEr {Score("CIDEr")})"
+                : $"overall {Acc("overall_acc")} (closed {Acc("closed_acc")}, open {Acc("open_acc")})";
+            Console.WriteLine($"== run {run.Index} finished in {ResultsTables.Number(result["wall_seconds"]):F0} s: {scores}"
                               + (run.Strategy.IsZeroShot ? "" : $", lr {ResultsTables.Number(result["learning_rate"]):G3}"));
         }
     }
@@ -143,8 +147,9 @@ static class ConsoleUi
     public static string Pct(double x) => double.IsFinite(x) ? x.ToString("F1", System.Globalization.CultureInfo.InvariantCulture) : "–";
     public static string Bytes(long b) => $"{b / (1024.0 * 1024.0):F0} MiB";
 
-    public static void StudyTable(string title, IReadOnlyList<ResultsRow> rows)
+    public static void StudyTable(string title, IReadOnlyList<ResultsRow> rows, string format = "F1")
     {
+        string Fmt(double x) => double.IsFinite(x) ? x.ToString(format, System.Globalization.CultureInfo.InvariantCulture) : "–";
         var metrics = rows.SelectMany(r => r.Metrics.Keys).Distinct().ToList();
         var t = new Table().Border(TableBorder.Rounded).Title(Markup.Escape(title));
         var heads = new List<string> { "method", "trainable", "%" };
@@ -154,7 +159,7 @@ static class ConsoleUi
         foreach (var r in rows)
         {
             var cells = new List<string> { Markup.Escape(r.Method), Count(r.Trainable), r.SharePercent.ToString(r.SharePercent < 1 ? "F4" : "F2", System.Globalization.CultureInfo.InvariantCulture) };
-            cells.AddRange(metrics.Select(m => r.Metrics.TryGetValue(m, out var v) ? Pct(v.Mean) + (r.Seeds > 1 ? $" ± {Pct(v.Std)}" : "") : "–"));
+            cells.AddRange(metrics.Select(m => r.Metrics.TryGetValue(m, out var v) ? Fmt(v.Mean) + (r.Seeds > 1 ? $" ± {Fmt(v.Std)}" : "") : "–"));
             cells.AddRange([r.ZeroShot ? "–" : r.TrainSeconds.ToString("F0"), r.ZeroShot ? "–" : r.StepsPerSecond.ToString("F2"), $"{r.PeakMemoryMiB:F0} MiB"]);
             t.AddRow(cells.ToArray());
         }

@@ -54,6 +54,10 @@ public sealed class EmbeddedStudy : IDisposable
     readonly long _seed;
     readonly Device _device;
     readonly ImageCache _images;
+    readonly string _cacheDir;
+    readonly string _size;
+    public EmbeddedPlan Plan => _plan;
+    public Device Device => _device;
     public string BenchDir { get; }
     public BlipConfig Config { get; }
     public VqaBatcher Batcher { get; }
@@ -69,6 +73,8 @@ public sealed class EmbeddedStudy : IDisposable
     {
         _plan = EmbeddedPlan.ForSize(size);
         _seed = pretrainSeed;
+        _cacheDir = cacheDir;
+        _size = size;
         _device = TorchRuntime.ResolveDevice(device);
         stage?.Invoke("synthetic benchmark");
         BenchDir = Path.Combine(cacheDir, $"bench-{size}");
@@ -89,6 +95,50 @@ public sealed class EmbeddedStudy : IDisposable
     }
 
     public void Dispose() => _images.Dispose();
+
+    static readonly Dictionary<(string, string, long, string), EmbeddedStudy> Instances = new();
+
+    /// <summary>The benchmark of an embedded run (its dataset's size, its model's pretraining seed), made once per
+    /// process and shared by every task that runs on it (Med-VQA and report generation): the benchmark, the images
+    /// and the pretrained model are loaded once.</summary>
+    public static EmbeddedStudy For(StudyRun run, RunContext ctx)
+    {
+        if (!run.Model.IsEmbedded)
+            throw new MedPeftException($"{run.Method}: the embedded benchmark runs with models `embedded` or `embedded-random` (its vocabulary and image size are its own), not {run.Model.Name}");
+        var key = (run.Dataset.Dir!, ctx.CacheDir, run.Model.PretrainSeed, ctx.Device);
+        lock (Instances)
+        {
+            if (!Instances.TryGetValue(key, out var bench))
+                Instances[key] = bench = new EmbeddedStudy(run.Dataset.Dir!, run.Model.PretrainSeed, ctx.CacheDir, ctx.Device, ctx.Stage,
+                    name => name == "pretrain" ? ctx.Progress : null, ctx.Cancel);
+            return bench;
+        }
+    }
+
+    /// <summary>The benchmark's report-generation split (IU-Xray layout, two views per study), cut to the plan's
+    /// report sizes (the first N studies of each split, so a smaller plan is a prefix of a larger one).</summary>
+    public (List<ReportSample> Train, List<ReportSample> Validation, List<ReportSample> Test) ReportSplits()
+    {
+        var root = SyntheticBench.IuXrayRoot(BenchDir);
+        List<ReportSample> Read(string split, int n) => DatasetFormats.ReadReports(DatasetFormats.IuXray, root, split).Take(n).ToList();
+        return (Read(Splits.Train, _plan.ReportTrain), Read(Splits.Validation, _plan.ReportValidation), Read(Splits.Test, _plan.ReportTest));
+    }
+
+    /// <summary>The model folder (VQA layout) a run starts from: the cached pretrained model, or — for
+    /// <c>embedded-random</c> — the same architecture from random init seeded with the pretraining seed (the weights
+    /// <see cref="Model"/> builds), saved once next to it so folder-based jobs (report generation) can load it.</summary>
+    public string ModelDir(StudyModel model)
+    {
+        if (model.Preset == StudyModel.Embedded) return Pretrain.Dir;
+        var dir = Path.Combine(BenchDir, $"random-init-s{_seed}");
+        using var cacheLock = CacheLock.Acquire(Path.Combine(_cacheDir, $"bench-{_size}-s{_seed}.lock"), default);
+        if (!BlipModelFolder.IsModelFolder(dir))
+        {
+            using var scratch = Model(model);
+            BlipModelFolder.Save(scratch, dir, Path.Combine(BenchDir, "vocab.txt"));
+        }
+        return dir;
+    }
 
     /// <summary>The model a run starts from: the cached pretrained one, or the same architecture from random init
     /// seeded with the pretraining seed.</summary>

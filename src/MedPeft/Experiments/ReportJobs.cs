@@ -17,6 +17,9 @@ public sealed record ReportFineTuneResult(
     long Trainable, long Total, double LearningRate, int Steps, double TrainSeconds, double StepsPerSecond, long PeakMemoryBytes,
     double? BestValidationBleu4, int? BestStep, CaptioningLoad Load)
 {
+    /// <summary>The trainer's whole result (loss curve, selection, timing), for study tables and plots.</summary>
+    public TrainResult? Result { get; init; }
+
     public double TrainableShare => Total == 0 ? 0 : 100.0 * Trainable / Total;
 
     public JsonObject ToJson() => new()
@@ -54,11 +57,12 @@ public static class ReportJobs
 {
     /// <summary>The library entry point for studies: fine-tune the captioning model initialised from
     /// <paramref name="pretrainedDir"/> with <paramref name="strategy"/> (e.g. "ln", "full", "lora") at
-    /// <paramref name="learningRate"/> for <paramref name="epochs"/>, select on validation BLEU-4, score test.</summary>
+    /// <paramref name="learningRate"/> for <paramref name="epochs"/>, select on validation BLEU-4, score test.
+    /// <paramref name="methods"/> replaces registry methods by name (a study strategy's options, e.g. LoRA's r).</summary>
     public static ReportFineTuneResult FineTune(string pretrainedDir, string strategy, double learningRate, int epochs,
         IReadOnlyList<ReportSample> train, IReadOnlyList<ReportSample> validation, IReadOnlyList<ReportSample> test,
         Device device, long seed, ReportTaskOptions? options = null, IProgress<TrainProgress>? progress = null,
-        string? logPath = null, CancellationToken cancel = default)
+        string? logPath = null, CancellationToken cancel = default, IReadOnlyDictionary<string, ITuningMethod>? methods = null, int? maxSteps = null)
     {
         options ??= new ReportTaskOptions();
         var tokenizer = BlipModelFolder.LoadTokenizer(pretrainedDir);
@@ -66,20 +70,75 @@ public static class ReportJobs
         using var _ = model;
         using var images = new ImageCache(ImageProcessor.ForFolder(pretrainedDir, model.Config.VisionConfig.ImageSize, Normalization.Get(options.Normalization)));
         var batcher = new ReportBatcher(tokenizer, images, options, model.Config.TextConfig.MaxPositionEmbeddings) { AugmentationSeed = seed };
-        var train_ = new TrainOptions { Epochs = epochs, BatchSize = options.BatchSize, Seed = seed, LogPath = logPath, PrefetchBatches = options.PrefetchBatches };
-        var (report, result) = Train(model, strategy, null, learningRate, train, validation, batcher, train_, device, progress, cancel);
-        var pairs = ReportEvaluation.Predict(model, test, batcher, options.Decoding, device, options.BatchSize);
+        var train_ = new TrainOptions { Epochs = epochs, MaxSteps = maxSteps, BatchSize = options.BatchSize, Seed = seed, LogPath = logPath, PrefetchBatches = options.PrefetchBatches };
+        var (report, result, fitted) = Train(model, strategy, methods, learningRate, train, validation, batcher, train_, device, progress, cancel);
+        var pairs = ReportEvaluation.Predict(model, test, fitted, options.Decoding, device, options.BatchSize);
         return new ReportFineTuneResult(strategy, ReportMetrics.Compute(pairs), pairs, report.Trainable, report.Total, learningRate, result.Steps,
-            result.TrainSeconds, result.StepsPerSecond, result.PeakMemoryBytes, result.BestValidation, result.BestStep, load);
+            result.TrainSeconds, result.StepsPerSecond, result.PeakMemoryBytes, result.BestValidation, result.BestStep, load) { Result = result };
     }
 
-    static (TrainableReport, TrainResult) Train(BlipForConditionalGeneration model, string strategySpec, LoraConfig? lora, double lr,
+    /// <summary>One trial of the LR range test (<see cref="LrSweep"/>) for report generation: <paramref name="steps"/>
+    /// optimizer steps at <paramref name="learningRate"/> from the folder's weights, validation BLEU-4 (×100, greedy)
+    /// on <paramref name="validation"/>; a diverged rate gives a null validation and a NaN loss.</summary>
+    public static LrTrial SweepTrial(string pretrainedDir, string strategy, double learningRate, int steps, IReadOnlyList<ReportSample> train,
+        IReadOnlyList<ReportSample> validation, Device device, long seed, ReportTaskOptions? options = null,
+        IReadOnlyDictionary<string, ITuningMethod>? methods = null, CancellationToken cancel = default)
+    {
+        options ??= new ReportTaskOptions();
+        var tokenizer = BlipModelFolder.LoadTokenizer(pretrainedDir);
+        var (model, _) = BlipModelFolder.LoadCaptioning(pretrainedDir, device);
+        using var __ = model;
+        using var images = new ImageCache(ImageProcessor.ForFolder(pretrainedDir, model.Config.VisionConfig.ImageSize, Normalization.Get(options.Normalization)));
+        var batcher = new ReportBatcher(tokenizer, images, options, model.Config.TextConfig.MaxPositionEmbeddings) { AugmentationSeed = seed };
+        var o = new TrainOptions { Epochs = 1, MaxSteps = steps, BatchSize = options.BatchSize, Seed = seed, PrefetchBatches = options.PrefetchBatches };
+        try
+        {
+            var (_, r, _) = Train(model, strategy, methods, learningRate, train, validation, batcher, o, device, null, cancel);
+            return new LrTrial(learningRate, r.BestValidation, r.LossCurve.Count > 0 ? r.LossCurve[^1].Loss : double.NaN);
+        }
+        catch (MedPeftException) { return new LrTrial(learningRate, null, double.NaN); }   // diverged (non-finite loss)
+    }
+
+    /// <summary>Zero-shot report generation: the captioning model initialised from <paramref name="modelDir"/>
+    /// (a VQA folder drops its text_encoder), untuned, generating for <paramref name="test"/> with the test decoding.
+    /// Returns the scores, the pairs, the model's parameter count (tied tensors once), the process's peak memory
+    /// during the evaluation and its wall time.</summary>
+    public static (ReportScores Scores, IReadOnlyList<ReportPair> Pairs, long Total, long PeakMemoryBytes, double Seconds, CaptioningLoad Load) ZeroShot(
+        string modelDir, IReadOnlyList<ReportSample> test, Device device, ReportTaskOptions? options = null)
+    {
+        options ??= new ReportTaskOptions();
+        PeakMemory.Reset();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var tokenizer = BlipModelFolder.LoadTokenizer(modelDir);
+        var (model, load) = BlipModelFolder.LoadCaptioning(modelDir, device);
+        using var _ = model;
+        using var images = new ImageCache(ImageProcessor.ForFolder(modelDir, model.Config.VisionConfig.ImageSize, Normalization.Get(options.Normalization)));
+        var batcher = new ReportBatcher(tokenizer, images, options, model.Config.TextConfig.MaxPositionEmbeddings);
+        var pairs = ReportEvaluation.Predict(model, test, batcher, options.Decoding, device, options.BatchSize);
+        long total = ModelUtils.UniqueParameters(model).Sum(p => p.Param.numel());
+        return (ReportMetrics.Compute(pairs), pairs, total, PeakMemory.Bytes(), clock.Elapsed.TotalSeconds, load);
+    }
+
+    /// <summary>Prompt tuning prepends its virtual tokens to the decoder's input, and they take position embeddings:
+    /// the batcher for a model carrying such a prompt leaves them room (targets and generated reports get that many
+    /// fewer positions), so a small model's position table is never indexed past its end.</summary>
+    static ReportBatcher FitPositions(ReportBatcher b, BlipForConditionalGeneration model)
+    {
+        long virtualTokens = PromptTuning.TowersOf(model).Sum(t => t.Length);
+        if (virtualTokens == 0) return b;
+        int room = model.Config.TextConfig.MaxPositionEmbeddings - (int)virtualTokens;
+        if (room < 8) throw new MedPeftException($"prompt tuning: {virtualTokens} virtual tokens leave {room} of the decoder's {model.Config.TextConfig.MaxPositionEmbeddings} positions for the report");
+        return new ReportBatcher(b.Tokenizer, b.Images, b.Options, room) { AugmentationSeed = b.AugmentationSeed };
+    }
+
+    static (TrainableReport, TrainResult, ReportBatcher) Train(BlipForConditionalGeneration model, string strategySpec, IReadOnlyDictionary<string, ITuningMethod>? methods, double lr,
         IReadOnlyList<ReportSample> train, IReadOnlyList<ReportSample> validation, ReportBatcher batcher, TrainOptions o, Device device,
         IProgress<TrainProgress>? progress, CancellationToken cancel)
     {
-        var strategy = ParseStrategy(strategySpec, lora);
+        var strategy = TuningStrategy.Parse(strategySpec, TowerLayout.Blip, methods);
         TorchRuntime.Seed(o.Seed);
         var report = strategy.Apply(model);
+        batcher = FitPositions(batcher, model);
         if (batcher.Options.ValidationLimit > 0) validation = validation.Take(batcher.Options.ValidationLimit).ToList();
         batcher.Options.Augmentation?.Validate();
         var greedy = batcher.Options.Decoding with { NumBeams = 1 };
@@ -87,11 +146,13 @@ public static class ReportJobs
             o with { LearningRate = lr },
             validate: validation.Count == 0 ? null : () => 100 * ReportEvaluation.Evaluate(model, validation, batcher, greedy, device, batcher.Options.BatchSize).Bleu4,
             progress: progress, cancel: cancel);
-        return (report, result);
+        return (report, result, batcher);
     }
 
-    static TuningStrategy ParseStrategy(string spec, LoraConfig? lora) =>
-        TuningStrategy.Parse(spec, TowerLayout.Blip, lora is null ? null : new Dictionary<string, ITuningMethod> { ["lora"] = new LoraMethod(lora) });
+    static Dictionary<string, ITuningMethod>? LoraOverride(LoraConfig? lora) =>
+        lora is null ? null : new Dictionary<string, ITuningMethod> { ["lora"] = new LoraMethod(lora) };
+
+    static TuningStrategy ParseStrategy(string spec, LoraConfig? lora) => TuningStrategy.Parse(spec, TowerLayout.Blip, LoraOverride(lora));
 
     /// <summary>`medpeft train --task report`: writes model/ (BlipForConditionalGeneration), adapter/ (as VQA),
     /// log.jsonl and train_summary.json.</summary>
@@ -108,11 +169,14 @@ public static class ReportJobs
         var batcher = new ReportBatcher(tokenizer, images, options, model.Config.TextConfig.MaxPositionEmbeddings) { AugmentationSeed = job.Train.Seed };
         double lr = job.LearningRate ?? StrategyDefaults.LearningRate(job.Strategy);
         Directory.CreateDirectory(job.OutDir);
-        var (report, result) = Train(model, job.Strategy, job.Lora, lr, train, validation, batcher,
+        var (report, result, _) = Train(model, job.Strategy, LoraOverride(job.Lora), lr, train, validation, batcher,
             job.Train with { LogPath = Path.Combine(job.OutDir, "log.jsonl") }, device, progress, cancel);
         var strategy = ParseStrategy(job.Strategy, job.Lora);
         var adapter = VqaJobs.SaveAdapter(model, strategy, Path.Combine(job.OutDir, "adapter"));
-        if (Lora.LayersOf(model).Count > 0) Lora.MergeAndUnload(model);
+        if (Lora.LayersOf(model).Count > 0) Lora.MergeAndUnload(model);   // model/ is a plain HF checkpoint, as VqaJobs writes it
+        if (Ia3.LayersOf(model).Count > 0) Ia3.MergeAndUnload(model);
+        PrefixTuning.Unload(model);   // prompt-learning methods have no merged form: model/ is the base, adapter/ the prompt
+        PromptTuning.Unload(model);
         BlipModelFolder.Save(model, Path.Combine(job.OutDir, "model"), Path.Combine(job.ModelDir, BlipModelFolder.VocabFile));
         var summary = new JsonObject
         {
@@ -137,7 +201,7 @@ public static class ReportJobs
         using var _ = model;
         if (adapterDir is not null) PeftAdapters.Load(model, adapterDir);
         using var images = new ImageCache(ImageProcessor.ForFolder(modelDir, model.Config.VisionConfig.ImageSize, Normalization.Get(options.Normalization)));
-        var batcher = new ReportBatcher(tokenizer, images, options, model.Config.TextConfig.MaxPositionEmbeddings);
+        var batcher = FitPositions(new ReportBatcher(tokenizer, images, options, model.Config.TextConfig.MaxPositionEmbeddings), model);
         var samples = Read(format, dataDir, split);
         var pairs = ReportEvaluation.Predict(model, samples, batcher, options.Decoding, dev, options.BatchSize);
         return (ReportMetrics.Compute(pairs), pairs, load);

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using MedPeft.Evaluation;
 
 namespace MedPeft.Experiments;
 
@@ -24,13 +25,23 @@ public static class ResultsTables
     /// <summary>The metric columns of a task: (key in the result's metrics, field, column title).</summary>
     public static IReadOnlyList<(string Split, string Field, string Title)> MetricColumns(string task, IEnumerable<StoredRun> runs)
     {
-        if (task != "vqa")   // report generation: whatever numeric fields its runner stores, per split
-            return runs.SelectMany(r => r.Result["metrics"]!.AsObject().SelectMany(s => s.Value!.AsObject().Select(f => (s.Key, f.Key, $"{s.Key} {f.Key}")))).Distinct().ToList();
+        var extras = runs.SelectMany(r => r.Result["metrics"]!.AsObject().Select(m => m.Key)).Where(k => k.StartsWith("extra:")).Distinct().Order(StringComparer.Ordinal).ToList();
+        if (task == "report")
+        {
+            // The papers' order; METEOR only when some run computed it (it needs the official jar).
+            var keys = new List<string> { ReportMetrics.Bleu1Key, ReportMetrics.Bleu2Key, ReportMetrics.Bleu3Key, ReportMetrics.Bleu4Key, ReportMetrics.RougeLKey, ReportMetrics.CiderKey };
+            if (runs.Any(r => Number(r.Result["metrics"]?["test"]?[ReportMetrics.MeteorKey]) is not null)) keys.Add(ReportMetrics.MeteorKey);
+            var report = keys.Select(k => ("test", k, k)).ToList();
+            report.AddRange(extras.Select(e => (e, ReportMetrics.Bleu4Key, $"{e[6..]} {ReportMetrics.Bleu4Key}")));
+            return report;
+        }
+        if (task != "vqa")   // another task: whatever numeric fields its runner stores, per split
+            return runs.SelectMany(r => r.Result["metrics"]!.AsObject().SelectMany(s => s.Value!.AsObject().Where(f => Number(f.Value) is not null).Select(f => (s.Key, f.Key, $"{s.Key} {f.Key}")))).Distinct().ToList();
         var cols = new List<(string, string, string)>
         {
             ("test", "closed_acc", "closed"), ("test", "open_acc", "open"), ("test", "overall_acc", "overall"), ("test", "open_token_recall", "open recall"),
         };
-        foreach (var extra in runs.SelectMany(r => r.Result["metrics"]!.AsObject().Select(m => m.Key)).Where(k => k.StartsWith("extra:")).Distinct().Order(StringComparer.Ordinal))
+        foreach (var extra in extras)
             cols.Add((extra, "overall_acc", $"{extra[6..]} overall"));
         return cols;
     }
@@ -73,7 +84,16 @@ public static class ResultsTables
     }
 
     static string Share(double pct) => pct.ToString(pct < 1 ? "F4" : "F2", Inv);
-    static string MeanStd((double Mean, double Std) v, int seeds) => seeds > 1 ? $"{v.Mean.ToString("F1", Inv)} ± {v.Std.ToString("F1", Inv)}" : v.Mean.ToString("F1", Inv);
+
+    /// <summary>How a task's metrics are printed: accuracies in % with one decimal; report-generation scores are in
+    /// [0, 1] (CIDEr-D a little above) and papers print them with three (BLEU-4 0.xxx).</summary>
+    public static string MetricFormat(string task) => task == "report" ? "F3" : "F1";
+
+    public static string MeanStd((double Mean, double Std) v, int seeds, string task = "vqa")
+    {
+        var f = MetricFormat(task);
+        return seeds > 1 ? $"{v.Mean.ToString(f, Inv)} ± {v.Std.ToString(f, Inv)}" : v.Mean.ToString(f, Inv);
+    }
 
     public static string Markdown(string task, IReadOnlyList<ResultsRow> rows, IEnumerable<StoredRun> finished)
     {
@@ -96,7 +116,7 @@ public static class ResultsTables
                     r.Method.Replace("|", "\\|"), r.Trainable.ToString("N0", Inv), Share(r.SharePercent), r.LearningRate?.ToString("G3", Inv) ?? "–",
                     r.PeakMemoryMiB.ToString("F0", Inv), r.ZeroShot ? "–" : r.TrainSeconds.ToString("F1", Inv), r.ZeroShot ? "–" : r.StepsPerSecond.ToString("F2", Inv),
                 };
-                cells.AddRange(cols.Select(c => r.Metrics.TryGetValue($"{c.Split}.{c.Field}", out var v) ? MeanStd(v, r.Seeds) : "–"));
+                cells.AddRange(cols.Select(c => r.Metrics.TryGetValue($"{c.Split}.{c.Field}", out var v) ? MeanStd(v, r.Seeds, task) : "–"));
                 sb.AppendLine("| " + string.Join(" | ", cells) + " |");
             }
             sb.AppendLine();

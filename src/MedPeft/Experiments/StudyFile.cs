@@ -102,7 +102,9 @@ public static class StudyFile
             var size = r.Str(m, "size", field) ?? "quick";
             if (size is not ("quick" or "default")) throw r.Error(m.Children["size"], field + ".size", "expected quick or default");
             task = r.Str(m, "task", field) ?? "vqa";
-            return new StudyDataset(r.Str(m, "name", field) ?? $"embedded-{size}", task, format, size, Splits.Train, Splits.Validation, Splits.Test, []);
+            if (!StudyTasks.Known.Contains(task)) throw r.Error(m.Children["task"], field + ".task", $"unknown task \"{task}\" (known: {string.Join(", ", StudyTasks.Known)})");
+            // The built-in grid's names: embedded-quick (Med-VQA) and embedded-quick-report.
+            return new StudyDataset(r.Str(m, "name", field) ?? (task == "vqa" ? $"embedded-{size}" : $"embedded-{size}-{task}"), task, format, size, Splits.Train, Splits.Validation, Splits.Test, []);
         }
         DatasetFormatInfo info;
         try { info = DatasetFormats.Get(format); }

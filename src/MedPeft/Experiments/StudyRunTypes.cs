@@ -71,10 +71,9 @@ public interface IStudyTask
     RunOutcome Run(StudyRun run, RunContext context);
 }
 
-/// <summary>The tasks a study can run. <c>vqa</c> is built in; <c>report</c> (report generation, BLEU-4 etc.) is a
-/// known name whose runner plugs in here once Experiments/ReportJobs provides train + evaluate for it: add one
-/// <see cref="IStudyTask"/> and register it in <see cref="Available"/>. Until then report datasets in a study file
-/// parse and are reported as skipped.</summary>
+/// <summary>The tasks a study can run: <c>vqa</c> (Med-VQA accuracies) and <c>report</c> (report generation, BLEU-1..4,
+/// ROUGE-L, CIDEr-D). A new task is one <see cref="IStudyTask"/> registered in <see cref="Available"/>; a known name
+/// without a runner is planned and its runs reported as skipped.</summary>
 public static class StudyTasks
 {
     public static readonly IReadOnlyList<string> Known = ["vqa", "report"];
@@ -82,13 +81,10 @@ public static class StudyTasks
     public static readonly Dictionary<string, Func<IStudyTask>> Available = new()
     {
         ["vqa"] = () => new VqaStudyTask(),
+        ["report"] = () => new ReportStudyTask(),
     };
 
     public static bool IsAvailable(string task) => Available.ContainsKey(task);
 
-    public static string WhyUnavailable(string task) => task switch
-    {
-        "report" => "report generation runs need Experiments/ReportJobs",
-        _ => "no runner registered",
-    };
+    public static string WhyUnavailable(string task) => $"no runner registered for \"{task}\"";
 }

@@ -152,6 +152,10 @@ public static class StudyTensorBoard
         double now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0;
         using var tb = new TensorBoardWriter(runDir, now);
         long last = 0;
+        // The trainer logs the selection metric as "validation": overall accuracy (%) for VQA, BLEU-4 × 100 for
+        // report generation (shown on the test metrics' 0–1 scale).
+        bool report = result["task"]?.GetValue<string>() == "report";
+        var (validationTag, validationScale) = report ? ("validation/BLEU_4", 0.01) : ("validation/overall_acc", 1.0);
         if (File.Exists(logPath))
             foreach (var line in JsonLines.Read(logPath))
             {
@@ -159,8 +163,8 @@ public static class StudyTensorBoard
                 long step = (long)(Num("step") ?? 0);
                 last = Math.Max(last, step);
                 double wall = now;
-                foreach (var (field, tag) in new[] { ("loss", "train/loss"), ("lr", "train/learning_rate"), ("steps_per_second", "train/steps_per_second"), ("validation", "validation/overall_acc") })
-                    if (Num(field) is double v) tb.Scalar(tag, step, (float)v, wall);
+                foreach (var (field, tag, scale) in new[] { ("loss", "train/loss", 1.0), ("lr", "train/learning_rate", 1.0), ("steps_per_second", "train/steps_per_second", 1.0), ("validation", validationTag, validationScale) })
+                    if (Num(field) is double v) tb.Scalar(tag, step, (float)(v * scale), wall);
             }
         foreach (var (split, scores) in result["metrics"]!.AsObject())
             foreach (var (name, value) in scores!.AsObject())

@@ -67,22 +67,29 @@ public sealed record StudyTraining
 public sealed record StudySpec(string Name, IReadOnlyList<StudyModel> Models, IReadOnlyList<StudyDataset> Datasets,
     IReadOnlyList<StudyStrategy> Strategies, StudyTraining Training, string Source)
 {
-    /// <summary>The built-in grid on the embedded benchmark: zero-shot, every registered tuning method from the
-    /// pretrained model at its default learning rate, and full fine-tuning from random init (what pretraining buys).
-    /// Registry-driven: a method added to <see cref="TuningMethods"/> joins automatically.</summary>
+    /// <summary>The built-in grid on the embedded benchmark, for Med-VQA and report generation (<paramref name="tasks"/>
+    /// null = both): zero-shot, every registered tuning method from the pretrained model at its default learning rate,
+    /// and full fine-tuning from random init (what pretraining buys). Registry-driven: a method added to
+    /// <see cref="TuningMethods"/> joins automatically.</summary>
     public static StudySpec Embedded(bool quick, IReadOnlyList<string>? strategies = null, bool includeRandomInit = true,
-        int? epochs = null, double? lr = null, long seed = 42, bool lrSweep = false)
+        int? epochs = null, double? lr = null, long seed = 42, bool lrSweep = false, IReadOnlyList<string>? tasks = null)
     {
         double? rate = lrSweep ? double.NaN : lr;
         var pretrained = new StudyModel("pretrained", StudyModel.Embedded, null) { PretrainSeed = seed };
         var random = new StudyModel("random init", StudyModel.EmbeddedRandom, null) { PretrainSeed = seed };
-        var bench = new StudyDataset(quick ? "embedded-quick" : "embedded", "vqa", StudyDataset.EmbeddedFormat, quick ? "quick" : "default",
+        var name = quick ? "embedded-quick" : "embedded";
+        StudyDataset Bench(string task, string label) => new(label, task, StudyDataset.EmbeddedFormat, quick ? "quick" : "default",
             Splits.Train, Splits.Validation, Splits.Test, []);
+        // The same benchmark and pretrained model: its Med-VQA split, then its IU-Xray-layout report split.
+        var datasets = new List<StudyDataset>();
+        if (tasks is null || tasks.Contains("vqa")) datasets.Add(Bench("vqa", name));
+        if (tasks is null || tasks.Contains("report")) datasets.Add(Bench("report", name + "-report"));
+        if (datasets.Count == 0) throw new MedPeftException($"--task: expected vqa or report, got {string.Join(", ", tasks!)}");
         var list = (strategies ?? TuningMethods.All.Keys.ToList())
             .Select(s => new StudyStrategy(s, s, new Dictionary<string, string>(), [rate])).ToList();
         var plan = EmbeddedPlan.For(quick);
         var training = new StudyTraining { Epochs = epochs ?? plan.FineTuneEpochs, BatchSize = plan.BatchSize, ValidationLimit = plan.ValidationLimit, Seeds = [seed] };
-        var spec = new StudySpec(quick ? "embedded-quick" : "embedded", [pretrained], [bench],
+        var spec = new StudySpec(name, [pretrained], datasets,
             [new StudyStrategy("zero-shot", StudyStrategy.ZeroShot, new Dictionary<string, string>(), [null]), .. list], training, "built-in grid");
         return spec with { ExtraRuns = includeRandomInit ? [(random, new StudyStrategy("full (random init)", "full", new Dictionary<string, string>(), [rate]))] : [] };
     }
@@ -92,9 +99,16 @@ public sealed record StudySpec(string Name, IReadOnlyList<StudyModel> Models, IR
     public IReadOnlyList<(StudyModel Model, StudyStrategy Strategy)> ExtraRuns { get; init; } = [];
 }
 
-/// <summary>The embedded benchmark's sizes: the default grid and the reduced <c>--quick</c> one.</summary>
+/// <summary>The embedded benchmark's sizes: the default grid and the reduced <c>--quick</c> one. Report generation uses
+/// the first <see cref="ReportTrain"/> / <see cref="ReportValidation"/> / <see cref="ReportTest"/> studies of the
+/// benchmark's IU-Xray split (sized to the time budget; the generated split is not changed, so the benchmark, its
+/// vocabulary and the pretrained model — and the Med-VQA numbers — stay the same).</summary>
 public sealed record EmbeddedPlan(Data.Synthetic.SyntheticBenchOptions Bench, int PretrainEpochs, int FineTuneEpochs, int ValidationLimit, int BatchSize)
 {
+    public int ReportTrain { get; init; } = Bench.ReportTrain;
+    public int ReportValidation { get; init; } = Bench.ReportVal;
+    public int ReportTest { get; init; } = Bench.ReportTest;
+
     public static readonly EmbeddedPlan Default = new(Data.Synthetic.SyntheticBenchOptions.Default, PretrainEpochs: 7, FineTuneEpochs: 5, ValidationLimit: 300, BatchSize: 32);
     public static readonly EmbeddedPlan Quick = new(Data.Synthetic.SyntheticBenchOptions.Quick, PretrainEpochs: 4, FineTuneEpochs: 3, ValidationLimit: 80, BatchSize: 32);
     public static EmbeddedPlan For(bool quick) => quick ? Quick : Default;

@@ -11,18 +11,11 @@ namespace MedPeft.Experiments;
 /// and every extra test set (cross-dataset zero-shot) with MISS's decoding.</summary>
 public sealed class VqaStudyTask : IStudyTask
 {
-    static readonly Dictionary<(string, string, long, string), EmbeddedStudy> Benches = new();
-
     public string Name => "vqa";
 
     public RunOutcome Run(StudyRun run, RunContext ctx)
     {
-        if (run.Dataset.IsEmbedded)
-        {
-            if (!run.Model.IsEmbedded)
-                throw new MedPeftException($"{run.Method}: the embedded benchmark runs with models `embedded` or `embedded-random` (its vocabulary and image size are its own), not {run.Model.Name}");
-            return Bench(run, ctx).Run(run, ctx);
-        }
+        if (run.Dataset.IsEmbedded) return EmbeddedStudy.For(run, ctx).Run(run, ctx);
         if (run.Model.IsEmbedded) throw new MedPeftException($"{run.Method}: model {run.Model.Preset} only runs on the embedded benchmark (format: embedded)");
         var modelDir = run.Model.Path ?? throw new MedPeftException(
             $"{run.Method}: model \"{run.Model.Name}\" (preset {run.Model.Preset}) has no `path:`; running on {run.Dataset.Name} needs its checkpoint folder");
@@ -31,14 +24,14 @@ public sealed class VqaStudyTask : IStudyTask
                 throw new MedPeftException($"{run.Dataset.Name}.{field}: \"{split}\" — training reads the dataset's {canonical} split (VqaJobs); other split names are not supported yet");
 
         var decoding = VqaEvaluation.MissDecoding;
-        Dictionary<string, System.Text.Json.Nodes.JsonObject> Score(string dir)
+        Dictionary<string, System.Text.Json.Nodes.JsonObject> Score(string dir, string? adapter = null)
         {
             var metrics = new Dictionary<string, System.Text.Json.Nodes.JsonObject>
             {
-                ["test"] = RunOutcome.Scores(VqaJobs.Evaluate(dir, run.Dataset.Dir!, run.Dataset.Format, run.Dataset.Test, decoding, ctx.Device).Scores),
+                ["test"] = RunOutcome.Scores(VqaJobs.Evaluate(dir, run.Dataset.Dir!, run.Dataset.Format, run.Dataset.Test, decoding, ctx.Device, adapterDir: adapter).Scores),
             };
             foreach (var extra in run.Dataset.ExtraTests)
-                metrics[$"extra:{extra.Name}"] = RunOutcome.Scores(VqaJobs.Evaluate(dir, extra.Dir, extra.Format, extra.Split, decoding, ctx.Device).Scores);
+                metrics[$"extra:{extra.Name}"] = RunOutcome.Scores(VqaJobs.Evaluate(dir, extra.Dir, extra.Format, extra.Split, decoding, ctx.Device, adapterDir: adapter).Scores);
             return metrics;
         }
 
@@ -79,19 +72,9 @@ public sealed class VqaStudyTask : IStudyTask
             Directory.Delete(sweepDir, recursive: true);   // the trial checkpoints are not kept
         }
         var summary = VqaJobs.Train(Job(rate, ctx.RunDir, null, run.Training.ValidationLimit), ctx.Progress, ctx.Cancel);
+        // BLIP: VqaJobs saves prompt-learning runs as base model/ + adapter/, so they are scored with the adapter.
+        var adapter = LlavaJobs.IsLlavaFolder(modelDir) ? null : ReportStudyTask.PromptAdapter(ctx.RunDir);
         return new RunOutcome(summary.Trainable.Trainable, summary.Trainable.Total, summary.LearningRate, trials, summary.Result,
-            Score(Path.Combine(ctx.RunDir, "model")));
-    }
-
-    static EmbeddedStudy Bench(StudyRun run, RunContext ctx)
-    {
-        var key = (run.Dataset.Dir!, ctx.CacheDir, run.Model.PretrainSeed, ctx.Device);
-        lock (Benches)
-        {
-            if (!Benches.TryGetValue(key, out var bench))
-                Benches[key] = bench = new EmbeddedStudy(run.Dataset.Dir!, run.Model.PretrainSeed, ctx.CacheDir, ctx.Device, ctx.Stage,
-                    name => name == "pretrain" ? ctx.Progress : null, ctx.Cancel);
-            return bench;
-        }
+            Score(Path.Combine(ctx.RunDir, "model"), adapter));
     }
 }

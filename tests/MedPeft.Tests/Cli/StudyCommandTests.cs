@@ -55,5 +55,25 @@ public class StudyCommandTests
         var q = CliRunner.Run("study", file, "--quick");
         Assert.Equal(1, q.ExitCode);
         Assert.Contains("--quick applies to the built-in grid", q.StdErr);
+        var t = CliRunner.Run("study", file, "--task", "report");
+        Assert.Equal(1, t.ExitCode);
+        Assert.Contains("--task applies to the built-in grid", t.StdErr);
+    }
+
+    [Fact]
+    public void Built_in_grid_lists_vqa_and_report_runs_and_task_restricts_it()
+    {
+        var outDir = Path.Combine(Directory.CreateTempSubdirectory("medpeft-studylist-").FullName, "out");
+        int perTask = MedPeft.Tuning.TuningMethods.All.Count + 2;
+        var both = CliRunner.Run("study", "--quick", "--out", outDir, "--list");
+        Assert.True(both.ExitCode == 0, both.StdErr);
+        var lines = both.StdOut.Split('\n').Where(l => l.Contains(" todo ")).ToList();
+        Assert.Equal(2 * perTask, lines.Count);
+        Assert.Equal(perTask, lines.Count(l => l.Contains("  embedded-quick-report  ")));
+        var report = CliRunner.Run("study", "--quick", "--task", "report", "--out", outDir, "--list");
+        Assert.All(report.StdOut.Split('\n').Where(l => l.Contains(" todo ")), l => Assert.Contains("  embedded-quick-report  ", l));
+        var bad = CliRunner.Run("study", "--quick", "--task", "captions", "--list");
+        Assert.Equal(2, bad.ExitCode);   // an invalid option value is a usage error, as for `train --task`
+        Assert.Contains("--task captions: expected vqa or report", bad.StdErr);
     }
 }

@@ -46,6 +46,42 @@ public class ResultsOutputTests
         Assert.Equal(5, csv.Count(l => l.Length > 0));
     }
 
+    static StoredRun Report(int index, string method, string strategy, long seed, double bleu4, bool meteor = false)
+    {
+        var test = new JsonObject
+        {
+            ["CIDEr"] = 0.5 + bleu4, ["ROUGE_L"] = 0.3, ["BLEU_4"] = bleu4, ["BLEU_3"] = 0.15, ["BLEU_2"] = 0.2, ["BLEU_1"] = 0.25,   // stored order ≠ column order
+            ["reports"] = 25,
+        };
+        if (meteor) test["METEOR"] = 0.125; else test["METEOR_note"] = "METEOR not computed: no path to meteor-1.5.jar was given";
+        var r = Stored(index, method, strategy, seed, strategy == "none" ? 0 : 4, 0, 0);
+        r.Result["task"] = "report";
+        r.Result["dataset"] = "d-report";
+        r.Result["metrics"] = new JsonObject { ["test"] = test };
+        return r;
+    }
+
+    [Fact]
+    public void Report_tables_show_bleu_rouge_cider_in_the_papers_order_with_three_decimals()
+    {
+        List<StoredRun> runs = [Report(0, "zero-shot", "none", 42, 0.01), Report(1, "ln", "ln", 1, 0.1234), Report(1, "ln", "ln", 2, 0.2234)];
+        var rows = ResultsTables.Aggregate(runs);
+        Assert.Equal(["test.BLEU_1", "test.BLEU_2", "test.BLEU_3", "test.BLEU_4", "test.ROUGE_L", "test.CIDEr"], rows[1].Metrics.Keys);
+        var md = ResultsTables.Markdown("report", rows, runs);
+        Assert.Contains("| method | trainable | % | lr | peak mem (MiB) | train s | steps/s | BLEU_1 | BLEU_2 | BLEU_3 | BLEU_4 | ROUGE_L | CIDEr |", md);
+        Assert.Contains("| ln | 4 | 0.4000 | 0.01 | 100 | 2.0 | 5.00 | 0.250 ± 0.000 | 0.200 ± 0.000 | 0.150 ± 0.000 | 0.173 ± 0.071 | 0.300 ± 0.000 | 0.673 ± 0.071 |", md);
+        Assert.Contains("| zero-shot | 0 | 0.0000 | – | 100 | – | – | 0.250 | 0.200 | 0.150 | 0.010 | 0.300 | 0.510 |", md);
+        Assert.DoesNotContain("METEOR", md);
+        var csv = ResultsTables.Csv("report", rows, runs).Split('\n');
+        Assert.StartsWith("task,dataset,method,model,strategy,seeds,trainable,total,trainable_percent,learning_rate,test_BLEU_1_mean,test_BLEU_1_std,test_BLEU_2_mean", csv[0]);
+
+        // METEOR joins (last) when a run computed it.
+        List<StoredRun> withMeteor = [Report(0, "ln", "ln", 1, 0.1, meteor: true)];
+        Assert.Contains("| CIDEr | METEOR |", ResultsTables.Markdown("report", ResultsTables.Aggregate(withMeteor), withMeteor));
+        // VQA tables in the same output are unchanged (one decimal).
+        Assert.Contains("| 80.0 ± 0.0 |", ResultsTables.Markdown("vqa", ResultsTables.Aggregate(Sample()), Sample()));
+    }
+
     [Fact]
     public void Pareto_front_keeps_points_no_other_point_beats_on_both_share_and_score()
     {

@@ -105,17 +105,28 @@ public class StudyFileTests
     }
 
     [Fact]
-    public void Built_in_grid_has_zero_shot_every_registered_method_and_random_init()
+    public void Built_in_grid_has_zero_shot_every_registered_method_and_random_init_for_vqa_and_report()
     {
-        var runs = StudyPlan.Expand(StudySpec.Embedded(quick: true)).Runs;
-        Assert.Equal(["zero-shot", .. TuningMethods.All.Keys, "full (random init)"], runs.Select(r => r.Method));
-        Assert.All(runs.Skip(1), r => Assert.Null(r.LearningRate));   // per-strategy defaults (StrategyDefaults)
+        var plan = StudyPlan.Expand(StudySpec.Embedded(quick: true));
+        Assert.Empty(plan.Skipped);
+        var runs = plan.Runs;
+        string[] methods = ["zero-shot", .. TuningMethods.All.Keys, "full (random init)"];
+        Assert.Equal([.. methods, .. methods], runs.Select(r => r.Method));
+        Assert.Equal([.. methods.Select(_ => ("vqa", "embedded-quick")), .. methods.Select(_ => ("report", "embedded-quick-report"))],
+            runs.Select(r => (r.Dataset.Task, r.Dataset.Name)));
+        Assert.All(runs, r => Assert.Equal("quick", r.Dataset.Dir));   // one benchmark, one pretrained model for both tasks
+        Assert.All(runs.Where(r => !r.Strategy.IsZeroShot), r => Assert.Null(r.LearningRate));   // per-strategy defaults (StrategyDefaults)
         var sweep = StudyPlan.Expand(StudySpec.Embedded(quick: true, lrSweep: true)).Runs;
-        Assert.All(sweep.Skip(1), r => Assert.True(r.LrAuto));
+        Assert.All(sweep.Where(r => !r.Strategy.IsZeroShot), r => Assert.True(r.LrAuto));
+
+        // --task restricts the grid; the VQA runs keep their keys (finished runs of an older grid are reused).
+        var vqa = StudyPlan.Expand(StudySpec.Embedded(quick: true, tasks: ["vqa"])).Runs;
+        Assert.Equal(runs.Where(r => r.Dataset.Task == "vqa").Select(r => r.Key), vqa.Select(r => r.Key));
+        Assert.All(StudyPlan.Expand(StudySpec.Embedded(quick: false, tasks: ["report"])).Runs, r => Assert.Equal(("report", "embedded-report"), (r.Dataset.Task, r.Dataset.Name)));
     }
 
     [Fact]
-    public void Paper_study_example_parses_and_plans_vqa_runs_with_report_runs_marked_skipped()
+    public void Paper_study_example_parses_and_plans_vqa_and_report_runs()
     {
         var path = Path.Combine(AppContext.BaseDirectory, "examples", "paper-study.yaml");
         var spec = StudyFile.Load(path);
@@ -123,7 +134,8 @@ public class StudyFileTests
         var plan = StudyPlan.Expand(spec);
         var methods = spec.Strategies.Where(s => !s.IsZeroShot).Select(s => s.Spec.Split('@')[0]).ToHashSet();
         Assert.Equal(TuningMethods.All.Keys.ToHashSet(), methods);   // "all": every registered method
-        Assert.Equal(["slake", "vqa-rad"], plan.Runs.Select(r => r.Dataset.Format).Distinct().Order());
-        Assert.Contains(plan.Skipped, s => s.StartsWith("IU-Xray: task \"report\""));
+        Assert.Equal(["iu-xray", "slake", "vqa-rad"], plan.Runs.Select(r => r.Dataset.Format).Distinct().Order());
+        Assert.All(plan.Runs.Where(r => r.Dataset.Format == "iu-xray"), r => Assert.Equal("report", r.Dataset.Task));
+        Assert.Empty(plan.Skipped);
     }
 }

@@ -121,4 +121,60 @@ public class ReportTaskTests
         // The scores are pycocoevalcap's on the returned pairs.
         Assert.Equal(ReportMetrics.Compute(r.TestPredictions).Bleu4, r.Test.Bleu4, 12);
     }
+
+    sealed class Quiet : IStudyProgress
+    {
+        public void Stage(string message) { }
+        public void Overall(int done, int total, TimeSpan? eta) { }
+        public IProgress<TrainProgress>? RunStarted(StudyRun run) => null;
+        public void RunFinished(StudyRun run, JsonObject result) { }
+    }
+
+    [Fact]
+    public void Study_report_runs_on_a_blip_folder_and_an_iu_xray_folder_through_report_jobs_and_resume_records_nothing_new()
+    {
+        var root = Directory.CreateTempSubdirectory("medpeft-repstudy-").FullName;
+        // A small split: the untrained decoder generates to the length limit, so test studies dominate the time.
+        var (dir, data) = TinyBlipFolder.Create(root, Bench with { ReportTrain = 16, ReportVal = 4, ReportTest = 6 }, seed: 11);
+        var none = new Dictionary<string, string>();
+        var spec = new StudySpec("rep", [new StudyModel("tiny", null, dir)],
+            [new StudyDataset("IU", "report", DatasetFormats.IuXray, SyntheticBench.IuXrayRoot(data), Splits.Train, Splits.Validation, Splits.Test, [])],
+            [new StudyStrategy("zero-shot", StudyStrategy.ZeroShot, none, [null]), new StudyStrategy("prompt", "prompt", none, [null]),
+             new StudyStrategy("ln", "ln", none, [double.NaN])],   // learning_rate: auto — the LR range test on validation BLEU-4
+            new StudyTraining { Epochs = 1, MaxSteps = 2, BatchSize = 8, ValidationLimit = 4, LrSweepSteps = 1 }, "test");
+        var outDir = Path.Combine(root, "out");
+        var options = new StudyRunOptions { OutDir = outDir, CacheDir = Path.Combine(root, "cache") };
+        var summary = new StudyRunner(spec, options, new Quiet()).Run();
+        Assert.Empty(summary.Failures);
+        Assert.Equal(3, summary.RanHere);
+        var byMethod = summary.Finished.ToDictionary(f => f.Method, f => f.Result);
+        foreach (var (method, result) in byMethod)
+        {
+            var test = result["metrics"]!["test"]!.AsObject();
+            foreach (var k in new[] { "BLEU_1", "BLEU_2", "BLEU_3", "BLEU_4", "ROUGE_L", "CIDEr" }) Assert.InRange(test[k]!.GetValue<double>(), 0, 10);
+            Assert.Equal(6, test["reports"]!.GetValue<int>());
+            Assert.Equal("report", result["task"]!.GetValue<string>());
+        }
+        // The captioning model's parameters (the VQA folder's text_encoder is not part of it), for zero-shot as for training.
+        long total;
+        using (var vqa = BlipModelFolder.Load(dir, CPU)) total = vqa.parameters().Sum(p => p.numel()) - vqa.text_encoder.parameters().Sum(p => p.numel());
+        Assert.Equal(total, byMethod["zero-shot"]["total"]!.GetValue<long>());
+        Assert.Equal(total + 20 * 128, byMethod["prompt"]["total"]!.GetValue<long>());   // + 20 virtual tokens × hidden 128
+        Assert.Equal(2, byMethod["prompt"]["steps"]!.GetValue<int>());
+        // Each fine-tuning run has `medpeft train --task report`'s outputs; prompt tuning is scored with its adapter.
+        var promptDir = StudyRunner.RunDir(outDir, StudyPlan.Expand(spec).Runs.Single(r => r.Method == "prompt"));
+        Assert.True(BlipModelFolder.IsModelFolder(Path.Combine(promptDir, "model")));
+        Assert.Equal(Path.Combine(promptDir, "adapter"), ReportStudyTask.PromptAdapter(promptDir));
+        var withPrompt = ReportJobs.Evaluate(Path.Combine(promptDir, "model"), data, DatasetFormats.IuXray, Splits.Test, adapterDir: Path.Combine(promptDir, "adapter")).Scores;
+        Assert.Equal(withPrompt.Bleu4, byMethod["prompt"]["metrics"]!["test"]!["BLEU_4"]!.GetValue<double>(), 12);
+
+        var ln = byMethod["ln"];
+        Assert.Equal("lr-sweep", ln["learning_rate_source"]!.GetValue<string>());
+        Assert.Equal(LrSweep.Grid("ln"), ln["lr_sweep"]!.AsArray().Select(t => t!["learning_rate"]!.GetValue<double>()));
+        Assert.Contains(ln["learning_rate"]!.GetValue<double>(), LrSweep.Grid("ln"));
+        Assert.False(Directory.Exists(Path.Combine(StudyRunner.RunDir(outDir, StudyPlan.Expand(spec).Runs.Single(r => r.Method == ln["method"]!.GetValue<string>())), "lr-sweep")));
+
+        var again = new StudyRunner(spec, options, new Quiet()).Run();
+        Assert.Equal((0, 3), (again.RanHere, again.Skipped));
+    }
 }
