@@ -77,15 +77,19 @@ public class StudyResumeTests
         var (file, csv, _) = Reference.Value;
         var outDir = Path.Combine(Directory.CreateTempSubdirectory("medpeft-tiny-kill-").FullName, "out");
         var rng = new Random(6);
-        // Two kills at random moments inside the grid: after a random number of recorded runs plus a random delay
-        // (machine load makes wall-clock moments meaningless: they would all fall into process start-up).
+        // Two kills at random moments inside the grid: after a random number of recorded runs (0–1 in the first
+        // process, 2–3 in the second) plus a random delay, but always before the last run is recorded — with a warm
+        // cache a run takes well under a second, so a plain delay could let the study finish (machine load makes
+        // wall-clock moments alone meaningless: they would all fall into process start-up).
         for (int attempt = 0; attempt < 2; attempt++)
         {
             using var p = Start(file, outDir);
-            int afterRuns = rng.Next(0, 3);
+            int afterRuns = attempt == 0 ? rng.Next(0, 2) : rng.Next(2, 4);
             var delay = TimeSpan.FromMilliseconds(rng.Next(0, 1500));
-            while (!p.HasExited && RecordedRuns(outDir) < afterRuns) Thread.Sleep(50);
-            if (!p.WaitForExit(delay)) { p.Kill(entireProcessTree: true); p.WaitForExit(); }
+            while (!p.HasExited && RecordedRuns(outDir) < afterRuns) Thread.Sleep(20);
+            var clock = Stopwatch.StartNew();
+            while (!p.HasExited && clock.Elapsed < delay && RecordedRuns(outDir) < 4) Thread.Sleep(20);
+            if (!p.HasExited) { p.Kill(entireProcessTree: true); p.WaitForExit(); }
         }
         Assert.True(RecordedRuns(outDir) < 5, "the study finished before it could be killed");
         var r = CliRunner.Run(QuickStudy.Env, "study", file, "--out", outDir, "--threads", "1");
