@@ -29,6 +29,27 @@ public static class LrSweep
         return (Choose(trials), trials);
     }
 
+    /// <summary>The range test of a study run on a folder dataset: each trial trains into its own folder under
+    /// RUN/lr-sweep (deleted afterwards: the trial checkpoints are not kept) with <paramref name="train"/>(lr, outDir,
+    /// steps) and is scored by its best validation and last loss; a trial that fails (divergence) never wins. Returns
+    /// the run's own rate (no test) when the run is not <c>learning_rate: auto</c>.</summary>
+    public static (double? Rate, IReadOnlyList<LrTrial> Trials) ForRun(StudyRun run, RunContext ctx, Func<double, string, int, Training.TrainResult> train)
+    {
+        if (!run.LrAuto) return (run.LearningRate, []);
+        var sweepDir = Path.Combine(ctx.RunDir, "lr-sweep");
+        var (picked, trials) = Pick(run.Strategy.Spec, run.Training.LrSweepSteps, (lr, steps) =>
+        {
+            try
+            {
+                var r = train(lr, Path.Combine(sweepDir, lr.ToString("G2", System.Globalization.CultureInfo.InvariantCulture)), steps);
+                return new LrTrial(lr, r.BestValidation, r.LossCurve.Count > 0 ? r.LossCurve[^1].Loss : double.NaN);
+            }
+            catch (MedPeftException) { return new LrTrial(lr, null, double.NaN); }
+        }, ctx.Stage);
+        if (Directory.Exists(sweepDir)) Directory.Delete(sweepDir, recursive: true);
+        return (picked, trials);
+    }
+
     public static double Choose(IReadOnlyList<LrTrial> trials)
     {
         var ok = trials.Where(t => double.IsFinite(t.FinalLoss)).ToList();

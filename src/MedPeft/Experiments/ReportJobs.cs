@@ -65,11 +65,8 @@ public static class ReportJobs
         string? logPath = null, CancellationToken cancel = default, IReadOnlyDictionary<string, ITuningMethod>? methods = null, int? maxSteps = null)
     {
         options ??= new ReportTaskOptions();
-        var tokenizer = BlipModelFolder.LoadTokenizer(pretrainedDir);
-        var (model, load) = BlipModelFolder.LoadCaptioning(pretrainedDir, device);
-        using var _ = model;
-        using var images = new ImageCache(ImageProcessor.ForFolder(pretrainedDir, model.Config.VisionConfig.ImageSize, Normalization.Get(options.Normalization)));
-        var batcher = new ReportBatcher(tokenizer, images, options, model.Config.TextConfig.MaxPositionEmbeddings) { AugmentationSeed = seed };
+        using var s = CaptioningSession.Open(pretrainedDir, device, options, seed);
+        var (model, load, batcher) = (s.Model, s.Load, s.Batcher);
         var train_ = new TrainOptions { Epochs = epochs, MaxSteps = maxSteps, BatchSize = options.BatchSize, Seed = seed, LogPath = logPath, PrefetchBatches = options.PrefetchBatches };
         var (report, result, fitted) = Train(model, strategy, methods, learningRate, train, validation, batcher, train_, device, progress, cancel);
         var pairs = ReportEvaluation.Predict(model, test, fitted, options.Decoding, device, options.BatchSize);
@@ -85,11 +82,8 @@ public static class ReportJobs
         IReadOnlyDictionary<string, ITuningMethod>? methods = null, CancellationToken cancel = default)
     {
         options ??= new ReportTaskOptions();
-        var tokenizer = BlipModelFolder.LoadTokenizer(pretrainedDir);
-        var (model, _) = BlipModelFolder.LoadCaptioning(pretrainedDir, device);
-        using var __ = model;
-        using var images = new ImageCache(ImageProcessor.ForFolder(pretrainedDir, model.Config.VisionConfig.ImageSize, Normalization.Get(options.Normalization)));
-        var batcher = new ReportBatcher(tokenizer, images, options, model.Config.TextConfig.MaxPositionEmbeddings) { AugmentationSeed = seed };
+        using var s = CaptioningSession.Open(pretrainedDir, device, options, seed);
+        var (model, batcher) = (s.Model, s.Batcher);
         var o = new TrainOptions { Epochs = 1, MaxSteps = steps, BatchSize = options.BatchSize, Seed = seed, PrefetchBatches = options.PrefetchBatches };
         try
         {
@@ -109,12 +103,9 @@ public static class ReportJobs
         options ??= new ReportTaskOptions();
         PeakMemory.Reset();
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var tokenizer = BlipModelFolder.LoadTokenizer(modelDir);
-        var (model, load) = BlipModelFolder.LoadCaptioning(modelDir, device);
-        using var _ = model;
-        using var images = new ImageCache(ImageProcessor.ForFolder(modelDir, model.Config.VisionConfig.ImageSize, Normalization.Get(options.Normalization)));
-        var batcher = new ReportBatcher(tokenizer, images, options, model.Config.TextConfig.MaxPositionEmbeddings);
-        var pairs = ReportEvaluation.Predict(model, test, batcher, options.Decoding, device, options.BatchSize);
+        using var s = CaptioningSession.Open(modelDir, device, options);
+        var (model, load) = (s.Model, s.Load);
+        var pairs = ReportEvaluation.Predict(model, test, s.Batcher, options.Decoding, device, options.BatchSize);
         long total = ModelUtils.UniqueParameters(model).Sum(p => p.Param.numel());
         return (ReportMetrics.Compute(pairs), pairs, total, PeakMemory.Bytes(), clock.Elapsed.TotalSeconds, load);
     }
@@ -160,13 +151,10 @@ public static class ReportJobs
     {
         var device = TorchRuntime.ResolveDevice(job.Device);
         var options = job.Options ?? ReportTaskOptions.For(job.Format);
-        var tokenizer = BlipModelFolder.LoadTokenizer(job.ModelDir);
-        var (model, load) = BlipModelFolder.LoadCaptioning(job.ModelDir, device);
-        using var _ = model;
+        using var s = CaptioningSession.Open(job.ModelDir, device, options, job.Train.Seed);
+        var (model, load, batcher) = (s.Model, s.Load, s.Batcher);
         var train = Read(job.Format, job.DataDir, Splits.Train);
         var validation = Read(job.Format, job.DataDir, Splits.Validation);
-        using var images = new ImageCache(ImageProcessor.ForFolder(job.ModelDir, model.Config.VisionConfig.ImageSize, Normalization.Get(options.Normalization)));
-        var batcher = new ReportBatcher(tokenizer, images, options, model.Config.TextConfig.MaxPositionEmbeddings) { AugmentationSeed = job.Train.Seed };
         double lr = job.LearningRate ?? StrategyDefaults.LearningRate(job.Strategy);
         Directory.CreateDirectory(job.OutDir);
         var (report, result, _) = Train(model, job.Strategy, LoraOverride(job.Lora), lr, train, validation, batcher,
@@ -196,12 +184,10 @@ public static class ReportJobs
     {
         var dev = TorchRuntime.ResolveDevice(device);
         options ??= ReportTaskOptions.For(format);
-        var tokenizer = BlipModelFolder.LoadTokenizer(modelDir);
-        var (model, load) = BlipModelFolder.LoadCaptioning(modelDir, dev);
-        using var _ = model;
+        using var s = CaptioningSession.Open(modelDir, dev, options);
+        var (model, load) = (s.Model, s.Load);
         if (adapterDir is not null) PeftAdapters.Load(model, adapterDir);
-        using var images = new ImageCache(ImageProcessor.ForFolder(modelDir, model.Config.VisionConfig.ImageSize, Normalization.Get(options.Normalization)));
-        var batcher = FitPositions(new ReportBatcher(tokenizer, images, options, model.Config.TextConfig.MaxPositionEmbeddings), model);
+        var batcher = FitPositions(s.Batcher, model);
         var samples = Read(format, dataDir, split);
         var pairs = ReportEvaluation.Predict(model, samples, batcher, options.Decoding, dev, options.BatchSize);
         return (ReportMetrics.Compute(pairs), pairs, load);
@@ -215,4 +201,28 @@ public static class ReportJobs
     };
 
     static List<ReportSample> Read(string format, string dir, string split) => DatasetFormats.ReadReports(format, dir, split).ToList();
+
+    /// <summary>What every report job starts from: the captioning model of a folder (a VQA folder's text_encoder
+    /// dropped), its tokenizer, the folder's image processor and a report batcher (augmentation seeded with
+    /// <paramref name="seed"/> when training).</summary>
+    sealed class CaptioningSession : IDisposable
+    {
+        public required BlipForConditionalGeneration Model { get; init; }
+        public required CaptioningLoad Load { get; init; }
+        public required ImageCache Images { get; init; }
+        public required ReportBatcher Batcher { get; init; }
+
+        public static CaptioningSession Open(string dir, Device device, ReportTaskOptions options, long? seed = null)
+        {
+            var tokenizer = BlipModelFolder.LoadTokenizer(dir);
+            var (model, load) = BlipModelFolder.LoadCaptioning(dir, device);
+            var images = new ImageCache(ImageProcessor.ForFolder(dir, model.Config.VisionConfig.ImageSize, Normalization.Get(options.Normalization)));
+            var batcher = seed is long s
+                ? new ReportBatcher(tokenizer, images, options, model.Config.TextConfig.MaxPositionEmbeddings) { AugmentationSeed = s }
+                : new ReportBatcher(tokenizer, images, options, model.Config.TextConfig.MaxPositionEmbeddings);
+            return new CaptioningSession { Model = model, Load = load, Images = images, Batcher = batcher };
+        }
+
+        public void Dispose() { Images.Dispose(); Model.Dispose(); }
+    }
 }

@@ -132,23 +132,7 @@ public sealed class ReportStudyTask : IStudyTask
             return (b.Result, b.Trainable, b.LearningRate);
         }
 
-        IReadOnlyList<LrTrial> trials = [];
-        double? rate = run.LearningRate;
-        if (run.LrAuto)
-        {
-            var sweepDir = Path.Combine(ctx.RunDir, "lr-sweep");
-            (var picked, trials) = LrSweep.Pick(run.Strategy.Spec, run.Training.LrSweepSteps, (lr, steps) =>
-            {
-                try
-                {
-                    var t = Train(lr, Path.Combine(sweepDir, lr.ToString("G2", System.Globalization.CultureInfo.InvariantCulture)), steps, SweepValidationStudies, null);
-                    return new LrTrial(lr, t.Result.BestValidation, t.Result.LossCurve.Count > 0 ? t.Result.LossCurve[^1].Loss : double.NaN);
-                }
-                catch (MedPeftException) { return new LrTrial(lr, null, double.NaN); }
-            }, ctx.Stage);
-            rate = picked;
-            Directory.Delete(sweepDir, recursive: true);   // the trial checkpoints are not kept
-        }
+        var (rate, trials) = LrSweep.ForRun(run, ctx, (lr, dir, steps) => Train(lr, dir, steps, SweepValidationStudies, null).Result);
         var (result, trainable, used) = Train(rate, ctx.RunDir, null, run.Training.ValidationLimit, ctx.Progress);
         // BLIP folders: ReportJobs saves prompt-learning runs as base model/ + adapter/ (LLaVA: as LlavaJobs saves them).
         return new RunOutcome(trainable.Trainable, trainable.Total, used, trials, result, Score(Path.Combine(ctx.RunDir, "model"), llava ? null : PromptAdapter(ctx.RunDir)));

@@ -54,23 +54,8 @@ public sealed class VqaStudyTask : IStudyTask
             Train = new TrainOptions { Epochs = run.Training.Epochs, MaxSteps = maxSteps ?? run.Training.MaxSteps, BatchSize = run.Training.BatchSize, Seed = run.Seed },
         };
 
-        IReadOnlyList<LrTrial> trials = [];
-        double? rate = run.LearningRate;
-        if (run.LrAuto)
-        {
-            var sweepDir = Path.Combine(ctx.RunDir, "lr-sweep");
-            (var picked, trials) = LrSweep.Pick(run.Strategy.Spec, run.Training.LrSweepSteps, (lr, steps) =>
-            {
-                try
-                {
-                    var s = VqaJobs.Train(Job(lr, Path.Combine(sweepDir, lr.ToString("G2", System.Globalization.CultureInfo.InvariantCulture)), steps, LrSweep.ValidationQuestions), cancel: ctx.Cancel);
-                    return new LrTrial(lr, s.Result.BestValidation, s.Result.LossCurve.Count > 0 ? s.Result.LossCurve[^1].Loss : double.NaN);
-                }
-                catch (MedPeftException) { return new LrTrial(lr, null, double.NaN); }
-            }, ctx.Stage);
-            rate = picked;
-            Directory.Delete(sweepDir, recursive: true);   // the trial checkpoints are not kept
-        }
+        var (rate, trials) = LrSweep.ForRun(run, ctx, (lr, dir, steps) =>
+            VqaJobs.Train(Job(lr, dir, steps, LrSweep.ValidationQuestions), cancel: ctx.Cancel).Result);
         var summary = VqaJobs.Train(Job(rate, ctx.RunDir, null, run.Training.ValidationLimit), ctx.Progress, ctx.Cancel);
         // BLIP: VqaJobs saves prompt-learning runs as base model/ + adapter/, so they are scored with the adapter.
         var adapter = LlavaJobs.IsLlavaFolder(modelDir) ? null : ReportStudyTask.PromptAdapter(ctx.RunDir);

@@ -400,11 +400,15 @@ public class ExtrinsicMethodsTests(ITestOutputHelper output)
     [InlineData("prefix")]
     [InlineData("ptuning")]
     [InlineData("prompt")]
-    public void Llava_cached_generation_equals_full_recompute(string spec)
+    public void Llava_cached_generation_equals_full_recompute(string spec) =>
+        AssertCachedGenerationEqualsRecompute(spec, seed: 11, model => TuningStrategy.Parse(spec, TowerLayout.Llava).Apply(model));
+
+    /// <summary>GQA, rope_theta 1e6, left padding: with the adapter <paramref name="apply"/> puts in place (prefix, soft
+    /// prompt, prompt encoder), each cached greedy step must equal the last-position logits of a full forward over the
+    /// prompt + the tokens generated so far, and the adapter must change the output.</summary>
+    internal static void AssertCachedGenerationEqualsRecompute(string label, int seed, Action<LlavaForConditionalGeneration> apply)
     {
-        // GQA, rope_theta 1e6, left padding: each cached greedy step must equal the last-position logits of a full
-        // forward over the prompt + the tokens generated so far, with the prefix / soft prompt in place.
-        torch.manual_seed(11);
+        torch.manual_seed(seed);
         var config = LlavaConfig.FromJson("""
             { "image_token_index": 90, "pad_token_id": 3, "vision_feature_layer": -1, "vision_feature_select_strategy": "full",
               "text_config": { "hidden_size": 48, "intermediate_size": 80, "num_hidden_layers": 2, "num_attention_heads": 6,
@@ -420,7 +424,8 @@ public class ExtrinsicMethodsTests(ITestOutputHelper output)
         var pixels = torch.randn(2, 3, 16, 16);
         using var _ = torch.no_grad();
         var plain = model.Generate(pixels, ids, mask, new GenerationOptions(MaxNewTokens: 4, EosTokenId: 2, PadTokenId: 3));
-        TuningStrategy.Parse(spec, TowerLayout.Llava).Apply(model);
+        apply(model);
+        model.eval();
         var gen = model.Generate(pixels, ids, mask, new GenerationOptions(MaxNewTokens: 4, EosTokenId: 2, PadTokenId: 3));
         Assert.True((plain.Scores![0] - gen.Scores![0]).abs().max().item<float>() > 1e-4, "the adapter is active in generation");
         for (int t = 0; t < 4; t++)
@@ -428,7 +433,7 @@ public class ExtrinsicMethodsTests(ITestOutputHelper output)
             var prefix = torch.tensor(gen.Sequences.SelectMany(r => r.Take(5 + t)).ToArray()).reshape(2, 5 + t);
             var m = torch.cat([mask, torch.ones(2, t, dtype: ScalarType.Int64)], 1);
             var full = model.forward(new LlavaInput(prefix, pixels, m));
-            Fixtures.AssertClose(full.Logits[.., -1, ..], gen.Scores![t], $"{spec} step {t}", atol: 1e-5, rtol: 1e-5);
+            Fixtures.AssertClose(full.Logits[.., -1, ..], gen.Scores![t], $"{label} step {t}", atol: 1e-5, rtol: 1e-5);
         }
     }
 

@@ -257,36 +257,7 @@ public class PTuningTests
     [Theory]
     [InlineData("MLP")]
     [InlineData("LSTM")]
-    public void Llava_cached_generation_equals_full_recompute(string type)
-    {
-        // GQA, rope_theta 1e6, left padding: each cached greedy step must equal the last-position logits of a full
-        // forward over the prompt + the tokens generated so far, with the encoded soft prompt in place.
-        torch.manual_seed(24);
-        var config = LlavaConfig.FromJson("""
-            { "image_token_index": 90, "pad_token_id": 3, "vision_feature_layer": -1, "vision_feature_select_strategy": "full",
-              "text_config": { "hidden_size": 48, "intermediate_size": 80, "num_hidden_layers": 2, "num_attention_heads": 6,
-                               "num_key_value_heads": 2, "rope_theta": 1000000.0, "vocab_size": 96, "pad_token_id": 3, "max_position_embeddings": 64 },
-              "vision_config": { "hidden_size": 24, "intermediate_size": 40, "num_hidden_layers": 2, "num_attention_heads": 3,
-                                 "image_size": 16, "patch_size": 8, "hidden_act": "gelu" } }
-            """, "(test)");
-        using var model = new LlavaForConditionalGeneration(config);
-        model.eval();
-        using (torch.no_grad()) model.language_model.model.embed_tokens.weight[3].normal_();
-        var ids = torch.tensor(new long[] { 5, 90, 7, 8, 9, 3, 3, 90, 11, 12 }).reshape(2, 5);
-        var mask = torch.tensor(new long[] { 1, 1, 1, 1, 1, 0, 0, 1, 1, 1 }).reshape(2, 5);
-        var pixels = torch.randn(2, 3, 16, 16);
-        using var _ = torch.no_grad();
-        var plain = model.Generate(pixels, ids, mask, new GenerationOptions(MaxNewTokens: 4, EosTokenId: 2, PadTokenId: 3));
-        TuningStrategy.Parse("ptuning-v1", TowerLayout.Llava, With(new PromptEncoderConfig { NumVirtualTokens = 3, EncoderReparameterizationType = type })).Apply(model);
-        model.eval();
-        var gen = model.Generate(pixels, ids, mask, new GenerationOptions(MaxNewTokens: 4, EosTokenId: 2, PadTokenId: 3));
-        Assert.True((plain.Scores![0] - gen.Scores![0]).abs().max().item<float>() > 1e-4, "the adapter is active in generation");
-        for (int t = 0; t < 4; t++)
-        {
-            var prefix = torch.tensor(gen.Sequences.SelectMany(r => r.Take(5 + t)).ToArray()).reshape(2, 5 + t);
-            var m = torch.cat([mask, torch.ones(2, t, dtype: ScalarType.Int64)], 1);
-            var full = model.forward(new LlavaInput(prefix, pixels, m));
-            Fixtures.AssertClose(full.Logits[.., -1, ..], gen.Scores![t], $"{type} step {t}", atol: 1e-5, rtol: 1e-5);
-        }
-    }
+    public void Llava_cached_generation_equals_full_recompute(string type) =>
+        ExtrinsicMethodsTests.AssertCachedGenerationEqualsRecompute(type, seed: 24, model =>
+            TuningStrategy.Parse("ptuning-v1", TowerLayout.Llava, With(new PromptEncoderConfig { NumVirtualTokens = 3, EncoderReparameterizationType = type })).Apply(model));
 }
