@@ -4,6 +4,7 @@ using MedPeft.Models.Llava;
 using MedPeft.Tuning;
 using TorchSharp;
 using static TorchSharp.torch;
+using static MedPeft.Tests.Tuning.FixtureModels;
 
 namespace MedPeft.Tests.Experiments;
 
@@ -12,14 +13,6 @@ namespace MedPeft.Tests.Experiments;
 /// its normal forward (the adapter applied by the strategy, not loaded from the file).</summary>
 public class PromptAdapterParityTests
 {
-    static LlavaForConditionalGeneration LoadLlava()
-    {
-        var model = new LlavaForConditionalGeneration(LlavaConfig.Load(Fixtures.Path("hf", "llava", "config.json")));
-        Checkpoint.LoadSafetensors(model, Fixtures.Path("hf", "llava", "model.safetensors"));
-        model.eval();
-        return model;
-    }
-
     [Theory]
     [InlineData("prompt", 5)]
     [InlineData("ptuning-v1", 4)]

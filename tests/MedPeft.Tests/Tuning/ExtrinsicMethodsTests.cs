@@ -6,6 +6,7 @@ using MedPeft.Tuning;
 using TorchSharp;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
+using static MedPeft.Tests.Tuning.FixtureModels;
 
 namespace MedPeft.Tests.Tuning;
 
@@ -13,30 +14,6 @@ namespace MedPeft.Tests.Tuning;
 /// touches only adapter tensors, gradients, and cached generation equal to full recomputation.</summary>
 public class ExtrinsicMethodsTests(ITestOutputHelper output)
 {
-    static LlavaForConditionalGeneration LoadLlava()
-    {
-        var model = new LlavaForConditionalGeneration(LlavaConfig.Load(Fixtures.Path("hf", "llava", "config.json")));
-        Checkpoint.LoadSafetensors(model, Fixtures.Path("hf", "llava", "model.safetensors"));
-        model.eval();
-        return model;
-    }
-
-    static BlipForQuestionAnswering LoadBlipVqa()
-    {
-        var model = new BlipForQuestionAnswering(BlipConfig.Load(Fixtures.Path("hf", "blip_vqa", "config.json")));
-        Checkpoint.LoadSafetensors(model, Fixtures.Path("hf", "blip_vqa", "model.safetensors"));
-        model.eval();
-        return model;
-    }
-
-    static LlavaInput Input(Dictionary<string, Tensor> x) => new(x["input_ids"], x["pixel_values"], x["attention_mask"], x["labels"]);
-
-    static bool Same(Tensor a, Tensor b) =>
-        a.shape.SequenceEqual(b.shape) && a.dtype == b.dtype &&
-        a.detach().cpu().contiguous().bytes.ToArray().AsSpan().SequenceEqual(b.detach().cpu().contiguous().bytes.ToArray());
-
-    static Tensor Masked(Tensor t, Tensor mask) => t.detach().reshape(-1, t.shape[^1]).index_select(0, mask.reshape(-1).nonzero().squeeze(1));
-
     /// <summary>Makes every adapter tensor non-trivial (IA3 starts at ones = identity).</summary>
     static void Perturb(nn.Module model)
     {

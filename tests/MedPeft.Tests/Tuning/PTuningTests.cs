@@ -5,6 +5,7 @@ using MedPeft.Models.Llava;
 using MedPeft.Tuning;
 using TorchSharp;
 using static TorchSharp.torch;
+using static MedPeft.Tests.Tuning.FixtureModels;
 
 namespace MedPeft.Tests.Tuning;
 
@@ -12,22 +13,6 @@ namespace MedPeft.Tests.Tuning;
 /// and cached generation.</summary>
 public class PTuningTests
 {
-    static LlavaForConditionalGeneration LoadLlava()
-    {
-        var model = new LlavaForConditionalGeneration(LlavaConfig.Load(Fixtures.Path("hf", "llava", "config.json")));
-        Checkpoint.LoadSafetensors(model, Fixtures.Path("hf", "llava", "model.safetensors"));
-        model.eval();
-        return model;
-    }
-
-    static LlavaInput Input(Dictionary<string, Tensor> x) => new(x["input_ids"], x["pixel_values"], x["attention_mask"], x["labels"]);
-
-    static bool Same(Tensor a, Tensor b) =>
-        a.shape.SequenceEqual(b.shape) && a.dtype == b.dtype &&
-        a.detach().cpu().contiguous().bytes.ToArray().AsSpan().SequenceEqual(b.detach().cpu().contiguous().bytes.ToArray());
-
-    static Tensor Masked(Tensor t, Tensor mask) => t.detach().reshape(-1, t.shape[^1]).index_select(0, mask.reshape(-1).nonzero().squeeze(1));
-
     static string Tmp() => Path.Combine(Path.GetTempPath(), "medpeft-ptv1-" + Guid.NewGuid().ToString("N"));
 
     static Dictionary<string, ITuningMethod> With(PromptEncoderConfig c) => new() { ["ptuning-v1"] = new PTuningMethod(c) };

@@ -7,6 +7,7 @@ using MedPeft.Tuning;
 using TorchSharp;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
+using static MedPeft.Tests.Tuning.FixtureModels;
 
 namespace MedPeft.Tests.Tuning;
 
@@ -14,30 +15,12 @@ namespace MedPeft.Tests.Tuning;
 /// PEFT adapter-folder I/O, merging, training and parameter counts.</summary>
 public class PeftAdapterTests(ITestOutputHelper output)
 {
-    static LlavaForConditionalGeneration LoadBase()
-    {
-        var config = LlavaConfig.Load(Fixtures.Path("hf", "llava", "config.json"));
-        var model = new LlavaForConditionalGeneration(config);
-        Checkpoint.LoadSafetensors(model, Fixtures.Path("hf", "llava", "model.safetensors"));
-        model.eval();
-        return model;
-    }
-
-    static LlavaInput Input(Dictionary<string, Tensor> x) => new(x["input_ids"], x["pixel_values"], x["attention_mask"], x["labels"]);
-
-    /// <summary>Same shape and dtype, bit-identical values.</summary>
-    static bool Same(Tensor a, Tensor b) =>
-        a.shape.SequenceEqual(b.shape) && a.dtype == b.dtype &&
-        a.detach().cpu().contiguous().bytes.ToArray().AsSpan().SequenceEqual(b.detach().cpu().contiguous().bytes.ToArray());
-
     static double MaxDiff(Tensor a, Tensor b) => (a.detach().to(ScalarType.Float64) - b.detach().to(ScalarType.Float64)).abs().max().item<double>();
-
-    static Tensor Masked(Tensor t, Tensor mask) => t.detach().reshape(-1, t.shape[^1]).index_select(0, mask.reshape(-1).nonzero().squeeze(1));
 
     void CheckAdapterFixture(string adapter, int gradCount)
     {
         torch.set_num_threads(2);
-        using var model = LoadBase();
+        using var model = LoadLlava();
         var x = Fixtures.Load("hf", "llava", "inputs.safetensors");
         var mask = Fixtures.Load("hf", "llava", "expected.safetensors")["merged_attention_mask"];
         var exp = Fixtures.Load("hf", adapter, "expected.safetensors");
@@ -73,7 +56,7 @@ public class PeftAdapterTests(ITestOutputHelper output)
     public void Lora_merge_unmerge_is_reversible_and_equivalent()
     {
         torch.manual_seed(3);
-        using var model = LoadBase();
+        using var model = LoadLlava();
         var x = Fixtures.Load("hf", "llava", "inputs.safetensors");
         var mask = Fixtures.Load("hf", "llava", "expected.safetensors")["merged_attention_mask"];
         Lora.Apply(model, new LoraConfig { R = 4, LoraAlpha = 16, LoraDropout = 0, TargetModules = ["q_proj", "v_proj", "o_proj", "fc1", "linear_1"] });
@@ -119,7 +102,7 @@ public class PeftAdapterTests(ITestOutputHelper output)
     [Fact]
     public void Lora_save_load_round_trips_in_peft_layout()
     {
-        using var model = LoadBase();
+        using var model = LoadLlava();
         var config = PeftAdapters.Load(model, Fixtures.Path("hf", "llava_lora"));
         var dir = Path.Combine(Path.GetTempPath(), "medpeft-lora-" + Guid.NewGuid().ToString("N"));
         try
@@ -134,7 +117,7 @@ public class PeftAdapterTests(ITestOutputHelper output)
             Assert.Equal(Fields(fixtureJson), Fields(savedJson));
             Assert.Equal(fixtureJson.TrimEnd(), savedJson.TrimEnd());   // same text as PEFT wrote
 
-            using var fresh = LoadBase();
+            using var fresh = LoadLlava();
             PeftAdapters.Load(fresh, dir);
             var a = Lora.AdapterTensors(model);
             var b = Lora.AdapterTensors(fresh);
@@ -148,7 +131,7 @@ public class PeftAdapterTests(ITestOutputHelper output)
     [Fact]
     public void Ln_tuning_save_load_round_trips_in_peft_layout()
     {
-        using var model = LoadBase();
+        using var model = LoadLlava();
         var config = PeftAdapters.Load(model, Fixtures.Path("hf", "llava_ln_tuning"));
         var dir = Path.Combine(Path.GetTempPath(), "medpeft-ln-" + Guid.NewGuid().ToString("N"));
         try
@@ -163,7 +146,7 @@ public class PeftAdapterTests(ITestOutputHelper output)
             Assert.Equal(Fields(fixtureJson), Fields(savedJson));
             Assert.Equal(fixtureJson.TrimEnd(), savedJson.TrimEnd());
             // The CLIP post_layernorm is not a target and keeps the base values.
-            using var fresh = LoadBase();
+            using var fresh = LoadLlava();
             var post0 = fresh.vision_tower.vision_model.post_layernorm.weight!.detach().clone();
             PeftAdapters.Load(fresh, dir);
             Assert.True(Same(post0, fresh.vision_tower.vision_model.post_layernorm.weight!));
@@ -189,7 +172,7 @@ public class PeftAdapterTests(ITestOutputHelper output)
             t["base_model.model.extra.lora_A.weight"] = torch.zeros(4, 4);
             t["base_model.model.language_model.model.layers.0.self_attn.q_proj.lora_A.weight"] = torch.zeros(4, 63);
             Checkpoint.SaveSafetensors(t.Select(kv => (kv.Key, kv.Value)), Path.Combine(dir, "adapter_model.safetensors"));
-            using var model = LoadBase();
+            using var model = LoadLlava();
             var e = Assert.Throws<MedPeftException>(() => PeftAdapters.Load(model, dir));
             output.WriteLine(e.Message);
             Assert.DoesNotContain("\n", e.Message);
@@ -214,7 +197,7 @@ public class PeftAdapterTests(ITestOutputHelper output)
         Assert.False(regex.Targets("language_model.model.layers.0.self_attn.v_proj.x"));   // full match
         Assert.Equal(4.0, new LoraConfig { R = 4, LoraAlpha = 8, UseRslora = true }.Scaling);
         Assert.Equal(2.0, new LoraConfig { R = 4, LoraAlpha = 8 }.Scaling);
-        using var model = LoadBase();
+        using var model = LoadLlava();
         var e = Assert.Throws<MedPeftException>(() => Lora.Apply(model, new LoraConfig { TargetModules = ["nope"] }));
         Assert.Contains("not found", e.Message);
         var e2 = Assert.Throws<MedPeftException>(() => Lora.Apply(model, new LoraConfig { TargetModules = ["layer_norm1"] }));
@@ -226,7 +209,7 @@ public class PeftAdapterTests(ITestOutputHelper output)
     {
         torch.manual_seed(5);
         torch.set_num_threads(2);
-        using var model = LoadBase();
+        using var model = LoadLlava();
         var x = Fixtures.Load("hf", "llava", "inputs.safetensors");
         var strategy = TuningStrategy.Parse("lora@llm,vision", TowerLayout.Llava);
         var report = strategy.Apply(model);

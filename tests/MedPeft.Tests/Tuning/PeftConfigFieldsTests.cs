@@ -4,6 +4,7 @@ using MedPeft.Models.Llava;
 using MedPeft.Tuning;
 using TorchSharp;
 using static TorchSharp.torch;
+using static MedPeft.Tests.Tuning.FixtureModels;
 
 namespace MedPeft.Tests.Tuning;
 
@@ -19,14 +20,6 @@ public class PeftConfigFieldsTests
     static readonly string[] Base = ["auto_mapping", "base_model_name_or_path", "inference_mode", "peft_type", "revision", "task_type"];
     // PromptLearningConfig.
     static readonly string[] PromptLearning = ["num_attention_heads", "num_layers", "num_transformer_submodules", "num_virtual_tokens", "token_dim"];
-
-    static LlavaForConditionalGeneration LoadLlava()
-    {
-        var model = new LlavaForConditionalGeneration(LlavaConfig.Load(Fixtures.Path("hf", "llava", "config.json")));
-        Checkpoint.LoadSafetensors(model, Fixtures.Path("hf", "llava", "model.safetensors"));
-        model.eval();
-        return model;
-    }
 
     /// <summary>Trains nothing: applies the strategy, saves its adapter, returns the config's keys in file order.</summary>
     static (string[] Keys, JsonElement Config) Saved(string spec, string peftType)
