@@ -4,7 +4,7 @@ using TorchSharp;
 
 namespace MedPeft.Experiments;
 
-/// <summary>`medpeft merge BASE ADAPTER OUT`: applies a PEFT adapter (LORA or LN_TUNING) to a base checkpoint folder,
+/// <summary>`medpeft merge BASE ADAPTER OUT`: applies a PEFT adapter (LORA, IA3 or LN_TUNING) to a base checkpoint folder,
 /// folds it into the weights (PEFT's merge_and_unload) and writes a plain checkpoint folder: the base's other files
 /// (config.json, tokenizer files, …) copied, model.safetensors replaced. Written to a temporary sibling first.</summary>
 public static class AdapterMerge
@@ -15,7 +15,11 @@ public static class AdapterMerge
         var (model, _) = Presets.LoadFolder(baseDir, torch.CPU);
         using var _m = model;
         PeftAdapters.Load(model, adapterDir);
+        // Prefix / prompt / P-tuning adapters add positions, not weights: there is nothing to fold in.
+        if (PrefixTuning.TowersOf(model).Count > 0 || PromptTuning.TowersOf(model).Count > 0)
+            throw new MedPeftException($"{adapterDir}: a prompt-learning adapter has no merged form (LORA, IA3 and LN_TUNING adapters merge); use it with --adapter");
         if (Lora.LayersOf(model).Count > 0) Lora.MergeAndUnload(model);
+        if (Ia3.LayersOf(model).Count > 0) Ia3.MergeAndUnload(model);
         var full = Path.GetFullPath(outDir).TrimEnd('/');
         var tmp = full + $".tmp-{Environment.ProcessId}";
         if (Directory.Exists(tmp)) Directory.Delete(tmp, true);

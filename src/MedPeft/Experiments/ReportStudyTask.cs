@@ -64,8 +64,7 @@ public sealed class ReportStudyTask : IStudyTask
     static RunOutcome RunFolder(StudyRun run, RunContext ctx)
     {
         if (run.Model.IsEmbedded) throw new MedPeftException($"{run.Method}: model {run.Model.Preset} only runs on the embedded benchmark (format: embedded)");
-        var modelDir = run.Model.Path ?? throw new MedPeftException(
-            $"{run.Method}: model \"{run.Model.Name}\" (preset {run.Model.Preset}) has no `path:`; running on {run.Dataset.Name} needs its checkpoint folder");
+        var modelDir = run.Model.FolderFor(run.Method, run.Dataset.Name, ctx.CacheDir);
         if (DatasetFormats.TaskOf(run.Dataset.Format) != DatasetTask.Report)
             throw new MedPeftException($"{run.Dataset.Name}: format {run.Dataset.Format} is not a report dataset (iu-xray, mimic-cxr)");
         foreach (var (field, split, canonical) in new[] { ("train", run.Dataset.Train, Splits.Train), ("validation", run.Dataset.Validation, Splits.Validation) })

@@ -42,6 +42,7 @@ public sealed record StudyRun(int Index, StudyModel Model, StudyDataset Dataset,
         ["seed"] = Seed,
         };
         if (LrAuto) config["lr_sweep_steps"] = Training.LrSweepSteps;   // only range-tested runs depend on it
+        if (Model.Adapter is not null) config["model"]!["adapter"] = Model.Adapter;   // absent otherwise: older keys stay valid
         return config;
     }
 

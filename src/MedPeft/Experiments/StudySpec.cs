@@ -13,6 +13,29 @@ public sealed record StudyModel(string Name, string? Preset, string? Path)
     public bool IsEmbedded => Preset is Embedded or EmbeddedRandom;
     /// <summary>The embedded model's pretraining seed (also the random-init seed); part of the run key.</summary>
     public long PretrainSeed { get; init; } = 42;
+    /// <summary>A PEFT adapter folder applied to the checkpoint (<c>adapter:</c> next to <c>path:</c>): LORA, IA3 or
+    /// LN_TUNING, merged into the weights once (<see cref="AdapterMerge"/>) — zero-shot scores base + adapter, a
+    /// strategy fine-tunes from it. Part of the run key.</summary>
+    public string? Adapter { get; init; }
+
+    /// <summary>The checkpoint folder runs on a folder dataset start from: <see cref="Path"/>, or with an
+    /// <see cref="Adapter"/> the merged folder cached under <paramref name="cacheDir"/>/merged (keyed by both folders'
+    /// full paths and the adapter weights' size and time; made once, under a lock, atomically).</summary>
+    public string FolderFor(string method, string datasetName, string cacheDir)
+    {
+        var dir = Path ?? throw new MedPeftException(
+            $"{method}: model \"{Name}\" (preset {Preset}) has no `path:`; running on {datasetName} needs its checkpoint folder");
+        if (Adapter is null) return dir;
+        var weights = System.IO.Path.Combine(Adapter, PeftAdapters.WeightsFile);
+        if (!File.Exists(weights)) throw new MedPeftException($"{Adapter}: no {PeftAdapters.WeightsFile} (model \"{Name}\", adapter:)");
+        var info = new FileInfo(weights);
+        var id = $"{System.IO.Path.GetFullPath(dir)}\n{System.IO.Path.GetFullPath(Adapter)}\n{info.Length}\n{info.LastWriteTimeUtc.Ticks}";
+        var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(id)))[..16];
+        var merged = System.IO.Path.Combine(cacheDir, "merged", $"{System.IO.Path.GetFileName(dir.TrimEnd('/'))}-{hash}");
+        using var cacheLock = CacheLock.Acquire(merged + ".lock", default);
+        if (!File.Exists(System.IO.Path.Combine(merged, "config.json"))) AdapterMerge.Run(dir, Adapter, merged);
+        return merged;
+    }
 }
 
 /// <summary>An extra test set evaluated with the model fine-tuned on the run's dataset (cross-dataset zero-shot).</summary>

@@ -17,8 +17,7 @@ public sealed class VqaStudyTask : IStudyTask
     {
         if (run.Dataset.IsEmbedded) return EmbeddedStudy.For(run, ctx).Run(run, ctx);
         if (run.Model.IsEmbedded) throw new MedPeftException($"{run.Method}: model {run.Model.Preset} only runs on the embedded benchmark (format: embedded)");
-        var modelDir = run.Model.Path ?? throw new MedPeftException(
-            $"{run.Method}: model \"{run.Model.Name}\" (preset {run.Model.Preset}) has no `path:`; running on {run.Dataset.Name} needs its checkpoint folder");
+        var modelDir = run.Model.FolderFor(run.Method, run.Dataset.Name, ctx.CacheDir);
         foreach (var (field, split, canonical) in new[] { ("train", run.Dataset.Train, Splits.Train), ("validation", run.Dataset.Validation, Splits.Validation) })
             if (DatasetFormats.CanonicalSplit(split) != canonical)
                 throw new MedPeftException($"{run.Dataset.Name}.{field}: \"{split}\" — training reads the dataset's {canonical} split (VqaJobs); other split names are not supported yet");
