@@ -110,15 +110,18 @@ public static class ReportJobs
         return (ReportMetrics.Compute(pairs), pairs, total, PeakMemory.Bytes(), clock.Elapsed.TotalSeconds, load);
     }
 
-    /// <summary>Prompt tuning prepends its virtual tokens to the decoder's input, and they take position embeddings:
+    /// <summary>Prompt tuning prepends its virtual tokens to the decoder's input and prefix tuning's count as past length;
+    /// either way they take position embeddings:
     /// the batcher for a model carrying such a prompt leaves them room (targets and generated reports get that many
     /// fewer positions), so a small model's position table is never indexed past its end.</summary>
     static ReportBatcher FitPositions(ReportBatcher b, BlipForConditionalGeneration model)
     {
-        long virtualTokens = PromptTuning.TowersOf(model).Sum(t => t.Length);
+        // Prefix tuning takes positions too: HF offsets BERT position ids by the past length, i.e. the virtual tokens.
+        long virtualTokens = PromptTuning.TowersOf(model).Sum(t => t.Length)
+            + PrefixTuning.TowersOf(model).Where(t => t.Embeddings is not null).Sum(t => (long)t.NumVirtualTokens);
         if (virtualTokens == 0) return b;
         int room = model.Config.TextConfig.MaxPositionEmbeddings - (int)virtualTokens;
-        if (room < 8) throw new MedPeftException($"prompt tuning: {virtualTokens} virtual tokens leave {room} of the decoder's {model.Config.TextConfig.MaxPositionEmbeddings} positions for the report");
+        if (room < 8) throw new MedPeftException($"prompt/prefix tuning: {virtualTokens} virtual tokens leave {room} of the decoder's {model.Config.TextConfig.MaxPositionEmbeddings} positions for the report");
         return new ReportBatcher(b.Tokenizer, b.Images, b.Options, room) { AugmentationSeed = b.AugmentationSeed };
     }
 

@@ -140,13 +140,16 @@ public class ReportTaskTests
         var spec = new StudySpec("rep", [new StudyModel("tiny", null, dir)],
             [new StudyDataset("IU", "report", DatasetFormats.IuXray, SyntheticBench.IuXrayRoot(data), Splits.Train, Splits.Validation, Splits.Test, [])],
             [new StudyStrategy("zero-shot", StudyStrategy.ZeroShot, none, [null]), new StudyStrategy("prompt", "prompt", none, [null]),
+             // prefix: its virtual tokens shift the decoder's positions (HF's past length) — generating to the limit
+             // must still fit the position table
+             new StudyStrategy("prefix", "prefix", none, [null]),
              new StudyStrategy("ln", "ln", none, [double.NaN])],   // learning_rate: auto — the LR range test on validation BLEU-4
             new StudyTraining { Epochs = 1, MaxSteps = 2, BatchSize = 8, ValidationLimit = 4, LrSweepSteps = 1 }, "test");
         var outDir = Path.Combine(root, "out");
         var options = new StudyRunOptions { OutDir = outDir, CacheDir = Path.Combine(root, "cache") };
         var summary = new StudyRunner(spec, options, new Quiet()).Run();
         Assert.Empty(summary.Failures);
-        Assert.Equal(3, summary.RanHere);
+        Assert.Equal(4, summary.RanHere);
         var byMethod = summary.Finished.ToDictionary(f => f.Method, f => f.Result);
         foreach (var (method, result) in byMethod)
         {
@@ -175,6 +178,6 @@ public class ReportTaskTests
         Assert.False(Directory.Exists(Path.Combine(StudyRunner.RunDir(outDir, StudyPlan.Expand(spec).Runs.Single(r => r.Method == ln["method"]!.GetValue<string>())), "lr-sweep")));
 
         var again = new StudyRunner(spec, options, new Quiet()).Run();
-        Assert.Equal((0, 3), (again.RanHere, again.Skipped));
+        Assert.Equal((0, 4), (again.RanHere, again.Skipped));
     }
 }
