@@ -173,7 +173,7 @@ static class Commands
                 {
                     ModelDir = job.ModelDir, DataDir = job.DataDir, Format = job.Format, Strategy = job.Strategy, OutDir = job.OutDir, Device = device,
                     LearningRate = job.LearningRate, Train = job.Train,
-                    Lora = job.Lora is { TargetModules.Count: 0, TargetRegex: null } l ? l with { TargetModules = LoraMethod.DefaultFor(TowerLayout.Blip).TargetModules } : job.Lora,
+                    MethodOptions = methodOptions,
                     Options = rep.Get(r, job.Format, batch: job.Train.BatchSize) with
                     {
                         Normalization = job.Normalization, Augmentation = job.Augmentation, PrefetchBatches = job.Train.PrefetchBatches,

@@ -111,7 +111,7 @@ public sealed class ImageProcessor(int size, Normalization normalization, ImageG
             var (w, h) = ImageGeometry.ResizeShape(decoded.Width, decoded.Height, edge);
             using var scaled = Resize(decoded, w, h, path);
             var (left, top) = ImageGeometry.CropOffset(w, h, Size);
-            using var cropped = Canvas(SKColors.Black, c => c.DrawBitmap(scaled, -left, -top));
+            using var cropped = Canvas(SKColors.Black, c => Paste(c, scaled, -left, -top));
             return Normalize(cropped);
         }
         using var resized = Resize(decoded, Size, Size, path);
@@ -143,8 +143,16 @@ public sealed class ImageProcessor(int size, Normalization normalization, ImageG
             int side = Math.Max(decoded.Width, decoded.Height);
             var mean = Normalization.Mean.Select(m => (byte)(int)(m * 255)).ToArray();   // Python int(): truncation
             return Canvas(new SKColor(mean[0], mean[1], mean[2]),
-                c => c.DrawBitmap(decoded, (side - decoded.Width) / 2, (side - decoded.Height) / 2), side);
+                c => Paste(c, decoded, (side - decoded.Width) / 2, (side - decoded.Height) / 2), side);
         }
+    }
+
+    /// <summary>Copies a bitmap at an integer offset (nearest sampling: pixels land unchanged, as PIL's paste / an
+    /// array slice).</summary>
+    static void Paste(SKCanvas canvas, SKBitmap bitmap, int x, int y)
+    {
+        using var image = SKImage.FromBitmap(bitmap);
+        canvas.DrawImage(image, x, y, new SKSamplingOptions(SKFilterMode.Nearest), null);
     }
 
     /// <summary>The training path with augmentation: random resized crop + rotation drawn in one bicubic resampling,

@@ -44,7 +44,8 @@ public sealed record ReportTrainJob
     public TrainOptions Train { get; init; } = new();
     /// <summary>Null: R2Gen's defaults for the format (<see cref="ReportTaskOptions.For"/>).</summary>
     public ReportTaskOptions? Options { get; init; }
-    public LoraConfig? Lora { get; init; }
+    /// <summary>Per-method settings (CLI flags or a study strategy's options), built by the one builder as for VQA.</summary>
+    public MethodOptions MethodOptions { get; init; } = new();
 }
 
 public sealed record ReportTrainSummary(TrainableReport Trainable, TrainResult Result, CaptioningLoad Load, double LearningRate, string OutDir);
@@ -143,11 +144,6 @@ public static class ReportJobs
         return (report, result, batcher);
     }
 
-    static Dictionary<string, ITuningMethod>? LoraOverride(LoraConfig? lora) =>
-        lora is null ? null : new Dictionary<string, ITuningMethod> { ["lora"] = new LoraMethod(lora) };
-
-    static TuningStrategy ParseStrategy(string spec, LoraConfig? lora) => TuningStrategy.Parse(spec, TowerLayout.Blip, LoraOverride(lora));
-
     /// <summary>`medpeft train --task report`: writes model/ (BlipForConditionalGeneration), adapter/ (as VQA),
     /// log.jsonl and train_summary.json.</summary>
     public static ReportTrainSummary Train(ReportTrainJob job, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
@@ -160,9 +156,10 @@ public static class ReportJobs
         var validation = Read(job.Format, job.DataDir, Splits.Validation);
         double lr = job.LearningRate ?? StrategyDefaults.LearningRate(job.Strategy);
         Directory.CreateDirectory(job.OutDir);
-        var (report, result, _) = Train(model, job.Strategy, LoraOverride(job.Lora), lr, train, validation, batcher,
+        var methods = job.MethodOptions.Methods(TowerLayout.Blip, text => s.Tokenizer.Encode(text, int.MaxValue));
+        var (report, result, _) = Train(model, job.Strategy, methods, lr, train, validation, batcher,
             job.Train with { LogPath = Path.Combine(job.OutDir, "log.jsonl") }, device, progress, cancel);
-        var strategy = ParseStrategy(job.Strategy, job.Lora);
+        var strategy = TuningStrategy.Parse(job.Strategy, TowerLayout.Blip, methods);
         var adapter = VqaJobs.SaveAdapter(model, strategy, Path.Combine(job.OutDir, "adapter"));
         if (Lora.LayersOf(model).Count > 0) Lora.MergeAndUnload(model);   // model/ is a plain HF checkpoint, as VqaJobs writes it
         if (Ia3.LayersOf(model).Count > 0) Ia3.MergeAndUnload(model);
@@ -210,6 +207,7 @@ public static class ReportJobs
     /// <paramref name="seed"/> when training).</summary>
     sealed class CaptioningSession : IDisposable
     {
+        public required BlipTokenizer Tokenizer { get; init; }
         public required BlipForConditionalGeneration Model { get; init; }
         public required CaptioningLoad Load { get; init; }
         public required ImageCache Images { get; init; }
@@ -223,7 +221,7 @@ public static class ReportJobs
             var batcher = seed is long s
                 ? new ReportBatcher(tokenizer, images, options, model.Config.TextConfig.MaxPositionEmbeddings) { AugmentationSeed = s }
                 : new ReportBatcher(tokenizer, images, options, model.Config.TextConfig.MaxPositionEmbeddings);
-            return new CaptioningSession { Model = model, Load = load, Images = images, Batcher = batcher };
+            return new CaptioningSession { Tokenizer = tokenizer, Model = model, Load = load, Images = images, Batcher = batcher };
         }
 
         public void Dispose() { Images.Dispose(); Model.Dispose(); }

@@ -107,7 +107,7 @@ public sealed class ReportStudyTask : IStudyTask
             return RunOutcome.ZeroShot(total, metrics, PeakMemory.Bytes(), clock.Elapsed.TotalSeconds);
         }
 
-        var lora = run.Strategy.Methods(llava ? TowerLayout.Llava : TowerLayout.Blip)?["lora"] is LoraMethod l ? l.Config : null;
+        var methodOptions = run.Strategy.ParseOptions();   // every method's options, as `medpeft train` flags give them
         // The same jobs as `medpeft train --task report`: LLaVA folders through VqaJobs (which dispatches to LlavaJobs,
         // report formats included), BLIP folders through ReportJobs.
         (TrainResult Result, TrainableReport Trainable, double Rate) Train(double? lr, string outDir, int? maxSteps, int validationLimit, IProgress<TrainProgress>? progress)
@@ -118,14 +118,14 @@ public sealed class ReportStudyTask : IStudyTask
                 var s = VqaJobs.Train(new VqaTrainJob
                 {
                     ModelDir = modelDir, DataDir = run.Dataset.Dir!, Format = run.Dataset.Format, Strategy = run.Strategy.Spec, OutDir = outDir,
-                    Device = ctx.Device, LearningRate = lr, ValidationLimit = validationLimit, Lora = lora, Train = train,
+                    Device = ctx.Device, LearningRate = lr, ValidationLimit = validationLimit, MethodOptions = methodOptions, Train = train,
                 }, progress, ctx.Cancel);
                 return (s.Result, s.Trainable, s.LearningRate);
             }
             var b = ReportJobs.Train(new ReportTrainJob
             {
                 ModelDir = modelDir, DataDir = run.Dataset.Dir!, Format = run.Dataset.Format, Strategy = run.Strategy.Spec, OutDir = outDir,
-                Device = ctx.Device, LearningRate = lr, Lora = lora, Train = train,
+                Device = ctx.Device, LearningRate = lr, MethodOptions = methodOptions, Train = train,
                 Options = ReportTaskOptions.For(run.Dataset.Format) with { BatchSize = run.Training.BatchSize, ValidationLimit = validationLimit },
             }, progress, ctx.Cancel);
             return (b.Result, b.Trainable, b.LearningRate);
