@@ -113,7 +113,7 @@ static class Commands
         var rows = ResultsTables.Aggregate(finished);
         foreach (var g in rows.GroupBy(x => (x.Task, x.Dataset)))
             ConsoleUi.StudyTable($"{g.Key.Task} · {g.Key.Dataset} ({(g.Key.Task == "report" ? "test, BLEU / ROUGE-L / CIDEr-D" : "test, accuracy %")})", g.ToList(),
-                ResultsTables.MetricFormat(g.Key.Task));
+                g.Key.Task);
         var files = ResultsTables.WriteAll(outDir, $"MedPeft study: {spec.Name}", finished);
         if (headline is not null) Console.WriteLine(headline);
         Console.WriteLine($"results in {Path.GetFullPath(outDir)}: {string.Join(", ", files.Select(Path.GetFileName))}, runs/ (log.jsonl + TensorBoard events per run)");

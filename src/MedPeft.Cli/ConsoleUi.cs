@@ -147,9 +147,9 @@ static class ConsoleUi
     public static string Pct(double x) => double.IsFinite(x) ? x.ToString("F1", System.Globalization.CultureInfo.InvariantCulture) : "–";
     public static string Bytes(long b) => $"{b / (1024.0 * 1024.0):F0} MiB";
 
-    public static void StudyTable(string title, IReadOnlyList<ResultsRow> rows, string format = "F1")
+    /// <summary>One task's rows, metrics printed as the Markdown table prints them (mean ± std over seeds).</summary>
+    public static void StudyTable(string title, IReadOnlyList<ResultsRow> rows, string task)
     {
-        string Fmt(double x) => double.IsFinite(x) ? x.ToString(format, System.Globalization.CultureInfo.InvariantCulture) : "–";
         var metrics = rows.SelectMany(r => r.Metrics.Keys).Distinct().ToList();
         var t = new Table().Border(TableBorder.Rounded).Title(Markup.Escape(title));
         var heads = new List<string> { "method", "trainable", "%" };
@@ -159,7 +159,7 @@ static class ConsoleUi
         foreach (var r in rows)
         {
             var cells = new List<string> { Markup.Escape(r.Method), Count(r.Trainable), r.SharePercent.ToString(r.SharePercent < 1 ? "F4" : "F2", System.Globalization.CultureInfo.InvariantCulture) };
-            cells.AddRange(metrics.Select(m => r.Metrics.TryGetValue(m, out var v) ? Fmt(v.Mean) + (r.Seeds > 1 ? $" ± {Fmt(v.Std)}" : "") : "–"));
+            cells.AddRange(metrics.Select(m => r.Metrics.TryGetValue(m, out var v) ? ResultsTables.MeanStd(v, r.Seeds, task) : "–"));
             cells.AddRange([r.ZeroShot ? "–" : r.TrainSeconds.ToString("F0"), r.ZeroShot ? "–" : r.StepsPerSecond.ToString("F2"), $"{r.PeakMemoryMiB:F0} MiB"]);
             t.AddRow(cells.ToArray());
         }

@@ -63,13 +63,9 @@ public sealed class ReportStudyTask : IStudyTask
 
     static RunOutcome RunFolder(StudyRun run, RunContext ctx)
     {
-        if (run.Model.IsEmbedded) throw new MedPeftException($"{run.Method}: model {run.Model.Preset} only runs on the embedded benchmark (format: embedded)");
-        var modelDir = run.Model.FolderFor(run.Method, run.Dataset.Name, ctx.CacheDir);
         if (DatasetFormats.TaskOf(run.Dataset.Format) != DatasetTask.Report)
             throw new MedPeftException($"{run.Dataset.Name}: format {run.Dataset.Format} is not a report dataset (iu-xray, mimic-cxr)");
-        foreach (var (field, split, canonical) in new[] { ("train", run.Dataset.Train, Splits.Train), ("validation", run.Dataset.Validation, Splits.Validation) })
-            if (DatasetFormats.CanonicalSplit(split) != canonical)
-                throw new MedPeftException($"{run.Dataset.Name}.{field}: \"{split}\" — training reads the dataset's {canonical} split (ReportJobs); other split names are not supported yet");
+        var modelDir = StudyTasks.FolderRunModel(run, ctx, "ReportJobs");
         bool llava = LlavaJobs.IsLlavaFolder(modelDir);
         if (!llava && !BlipModelFolder.IsModelFolder(modelDir))
             throw new MedPeftException($"{run.Method}: {modelDir} is neither a BLIP checkpoint folder (config.json + model.safetensors) nor a LLaVA folder");

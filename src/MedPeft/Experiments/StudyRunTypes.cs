@@ -86,5 +86,18 @@ public static class StudyTasks
 
     public static bool IsAvailable(string task) => Available.ContainsKey(task);
 
+    /// <summary>What every task checks before a run on a folder dataset: the model is a checkpoint folder (with an
+    /// adapter merged in, <see cref="StudyModel.FolderFor"/>), and train/validation name the dataset's own splits (the
+    /// jobs, <paramref name="jobs"/>, read those). Returns the folder the run starts from.</summary>
+    public static string FolderRunModel(StudyRun run, RunContext ctx, string jobs)
+    {
+        if (run.Model.IsEmbedded) throw new MedPeftException($"{run.Method}: model {run.Model.Preset} only runs on the embedded benchmark (format: embedded)");
+        var modelDir = run.Model.FolderFor(run.Method, run.Dataset.Name, ctx.CacheDir);
+        foreach (var (field, split, canonical) in new[] { ("train", run.Dataset.Train, Data.Splits.Train), ("validation", run.Dataset.Validation, Data.Splits.Validation) })
+            if (Data.DatasetFormats.CanonicalSplit(split) != canonical)
+                throw new MedPeftException($"{run.Dataset.Name}.{field}: \"{split}\" — training reads the dataset's {canonical} split ({jobs}); other split names are not supported yet");
+        return modelDir;
+    }
+
     public static string WhyUnavailable(string task) => $"no runner registered for \"{task}\"";
 }

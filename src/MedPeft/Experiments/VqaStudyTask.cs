@@ -16,11 +16,7 @@ public sealed class VqaStudyTask : IStudyTask
     public RunOutcome Run(StudyRun run, RunContext ctx)
     {
         if (run.Dataset.IsEmbedded) return EmbeddedStudy.For(run, ctx).Run(run, ctx);
-        if (run.Model.IsEmbedded) throw new MedPeftException($"{run.Method}: model {run.Model.Preset} only runs on the embedded benchmark (format: embedded)");
-        var modelDir = run.Model.FolderFor(run.Method, run.Dataset.Name, ctx.CacheDir);
-        foreach (var (field, split, canonical) in new[] { ("train", run.Dataset.Train, Splits.Train), ("validation", run.Dataset.Validation, Splits.Validation) })
-            if (DatasetFormats.CanonicalSplit(split) != canonical)
-                throw new MedPeftException($"{run.Dataset.Name}.{field}: \"{split}\" — training reads the dataset's {canonical} split (VqaJobs); other split names are not supported yet");
+        var modelDir = StudyTasks.FolderRunModel(run, ctx, "VqaJobs");
 
         var decoding = VqaEvaluation.MissDecoding;
         Dictionary<string, System.Text.Json.Nodes.JsonObject> Score(string dir, string? adapter = null)

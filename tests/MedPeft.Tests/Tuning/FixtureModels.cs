@@ -36,4 +36,33 @@ static class FixtureModels
 
     /// <summary>The rows of [B, T, V] logits where the attention mask is 1 (padding left out).</summary>
     public static Tensor Masked(Tensor t, Tensor mask) => t.detach().reshape(-1, t.shape[^1]).index_select(0, mask.reshape(-1).nonzero().squeeze(1));
+
+    /// <summary>A few AdamW steps on <paramref name="loss"/> over the <paramref name="trainable"/> parameters: from
+    /// <paramref name="gradFromStep"/> on every trainable tensor gets a gradient (none for those
+    /// <paramref name="unused"/> names, which the loss does not reach), and afterwards every frozen tensor is bit-identical
+    /// while every used trainable one moved.</summary>
+    public static void AssertTrainsOnlyAdapters(nn.Module model, IReadOnlyList<(string name, TorchSharp.Modules.Parameter parameter)> trainable,
+        Func<Tensor> loss, int steps, int gradFromStep = 0, Func<string, bool>? unused = null)
+    {
+        unused ??= _ => false;
+        var before = model.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().clone());
+        var opt = torch.optim.AdamW(trainable.Select(p => p.parameter).ToList(), lr: 1e-2);
+        model.train();
+        for (int step = 0; step < steps; step++)
+        {
+            opt.zero_grad();
+            loss().backward();
+            if (step >= gradFromStep)
+                foreach (var (name, p) in trainable)
+                {
+                    double g = p.grad is null ? 0 : p.grad.abs().sum().item<float>();
+                    if (unused(name)) Assert.True(g == 0, $"{name}: unexpected gradient");
+                    else Assert.True(g > 0, $"{name}: no gradient");
+                }
+            opt.step();
+        }
+        foreach (var (name, p) in model.named_parameters())
+            if (!p.requires_grad) Assert.True(Same(p, before[name]), $"base parameter {name} changed");
+            else if (!unused(name)) Assert.False(Same(p, before[name]), $"{name} did not train");
+    }
 }
