@@ -128,7 +128,7 @@ static class Commands
         var data = new Option<string>("--data") { Description = "dataset folder", Required = true };
         var format = new Option<string>("--format") { Description = "dataset format (slake, vqa-rad, pathvqa; report task: iu-xray, mimic-cxr)", DefaultValueFactory = _ => "slake" };
         var task = TaskOption();
-        var strategy = new Option<string>("--strategy") { Description = "e.g. ln, ln@text, full@vision+ln@text, ffn, attn, bias, full, lora, ia3, prefix, ptuning (P-tuning v2), ptuning-v1 (PEFT P_TUNING), prompt, ln+lora@text", DefaultValueFactory = _ => "ln" };
+        var strategy = new Option<string>("--strategy") { Description = $"method[@tower,…][+…], e.g. ln, ln@text, full@vision+ln@text, ln+lora@text; methods: {string.Join(", ", MedPeft.Tuning.TuningMethods.All.Keys)} (ptuning = P-tuning v2, ptuning-v1 = PEFT P_TUNING)", DefaultValueFactory = _ => "ln" };
         var @out = new Option<string>("--out") { Description = "output folder (model/, log.jsonl, train_summary.json)", Required = true };
         var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 10 };
         var maxSteps = new Option<int?>("--max-steps") { Description = "stop after this many optimizer steps" };

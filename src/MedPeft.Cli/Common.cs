@@ -77,7 +77,7 @@ sealed class ReportCliOptions
 /// strategy options give and builds the configs with the one builder, MethodOptions.Parse.</summary>
 public sealed class MethodCliOptions
 {
-    public readonly Option<int?> LoraR = new("--lora-r") { Description = "LoRA rank (lora terms; default 8)" };
+    public readonly Option<int?> LoraR = new("--lora-r") { Description = "LoRA rank (lora and dora terms; default 8)" };
     public readonly Option<double?> LoraAlpha = new("--lora-alpha") { Description = "LoRA alpha (default 32)" };
     public readonly Option<double?> LoraDropout = new("--lora-dropout") { Description = "LoRA dropout (default 0.1)" };
     public readonly Option<string[]> LoraTargets = new("--lora-targets") { Description = "module-name suffixes (PEFT target_modules; default query value for BLIP, q_proj v_proj for LLaVA)", AllowMultipleArgumentsPerToken = true };

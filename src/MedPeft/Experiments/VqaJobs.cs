@@ -21,23 +21,9 @@ public sealed record VqaTrainJob
     public string Normalization { get; init; } = "blip";
     public double? LearningRate { get; init; }
     public TrainOptions Train { get; init; } = new();
-    /// <summary>LoRA settings for "lora" terms (null: MILE's defaults, r 8, alpha 32, dropout 0.1 on query/value).</summary>
-    public LoraConfig? Lora { get; init; }
-    /// <summary>IA3 settings for "ia3" terms (null: PEFT's BERT mapping key/value/output.dense).</summary>
-    public Ia3Config? Ia3 { get; init; }
-    /// <summary>Prefix settings for "prefix" and "ptuning" terms (ptuning always without the MLP; null: 10 tokens, MLP 512).</summary>
-    public PrefixTuningConfig? Prefix { get; init; }
-    /// <summary>Prompt-tuning settings for "prompt" terms; a TEXT init's prompt_tuning_init_text is tokenized with the
-    /// model's vocabulary here ([CLS] text [SEP], as PEFT calls the tokenizer).</summary>
-    public PromptTuningConfig? Prompt { get; init; }
-    /// <summary>P-tuning v1 settings for "ptuning-v1" terms (null: PEFT's defaults, MLP, hidden = token_dim; 20 tokens).</summary>
-    public PromptEncoderConfig? PTuning { get; init; }
-    /// <summary>The per-method settings above as one value (get: for the builder; init: from MethodOptions.Parse).</summary>
-    public MethodOptions MethodOptions
-    {
-        get => new() { Lora = Lora, Ia3 = Ia3, Prefix = Prefix, Prompt = Prompt, PTuning = PTuning };
-        init { Lora = value.Lora; Ia3 = value.Ia3; Prefix = value.Prefix; Prompt = value.Prompt; PTuning = value.PTuning; }
-    }
+    /// <summary>Per-method settings (MethodOptions.Parse; a TEXT prompt init is tokenized with the model's vocabulary,
+    /// [CLS] text [SEP], as PEFT calls the tokenizer). Empty: every method's defaults.</summary>
+    public MethodOptions MethodOptions { get; init; } = new();
     /// <summary>At most this many validation questions are used for selection (0 = all).</summary>
     public int ValidationLimit { get; init; } = 0;
     /// <summary>LLaVA folders: the conversation template (null: the model's default, see ConversationTemplates).</summary>
