@@ -190,7 +190,7 @@ static class Commands
             var s = ConsoleUi.WithProgress((progress, _) => VqaJobs.Train(job, progress(job.Strategy)));
             ConsoleUi.TrainableTable("model", job.Strategy, s.Trainable);
             Console.WriteLine($"trained {s.Result.Steps} steps in {s.Result.TrainSeconds:F0} s ({s.Result.StepsPerSecond:F2} steps/s, lr {s.LearningRate:G3}); " +
-                              $"best validation {(s.Result.BestValidation is double v ? $"{v:F1}% at step {s.Result.BestStep}" : "n/a")}; peak memory {ConsoleUi.Bytes(s.Result.PeakMemoryBytes)}");
+                              $"best validation {(s.Result.BestValidation is double v ? (MedPeft.Data.DatasetFormats.TaskOf(job.Format) == MedPeft.Data.DatasetTask.Report ? $"BLEU-4 {v:F2}" : $"{v:F1}%") + $" at step {s.Result.BestStep}" : "n/a")}; peak memory {ConsoleUi.Bytes(s.Result.PeakMemoryBytes)}");
             Console.WriteLine($"model saved to {Path.Combine(s.OutDir, "model")}");
             return 0;
         });

@@ -77,7 +77,8 @@ public static class ReportJobs
 
     /// <summary>One trial of the LR range test (<see cref="LrSweep"/>) for report generation: <paramref name="steps"/>
     /// optimizer steps at <paramref name="learningRate"/> from the folder's weights, validation BLEU-4 (×100, greedy)
-    /// on <paramref name="validation"/>; a diverged rate gives a null validation and a NaN loss.</summary>
+    /// on <paramref name="validation"/>; a diverged rate throws <see cref="TrainingDivergedException"/>, which
+    /// <see cref="LrSweep.Pick"/> records.</summary>
     public static LrTrial SweepTrial(string pretrainedDir, string strategy, double learningRate, int steps, IReadOnlyList<ReportSample> train,
         IReadOnlyList<ReportSample> validation, Device device, long seed, ReportTaskOptions? options = null,
         IReadOnlyDictionary<string, ITuningMethod>? methods = null, CancellationToken cancel = default)
@@ -86,12 +87,8 @@ public static class ReportJobs
         using var s = CaptioningSession.Open(pretrainedDir, device, options, seed);
         var (model, batcher) = (s.Model, s.Batcher);
         var o = new TrainOptions { Epochs = 1, MaxSteps = steps, BatchSize = options.BatchSize, Seed = seed, PrefetchBatches = options.PrefetchBatches };
-        try
-        {
-            var (_, r, _) = Train(model, strategy, methods, learningRate, train, validation, batcher, o, device, null, cancel);
-            return new LrTrial(learningRate, r.BestValidation, r.LossCurve.Count > 0 ? r.LossCurve[^1].Loss : double.NaN);
-        }
-        catch (MedPeftException) { return new LrTrial(learningRate, null, double.NaN); }   // diverged (non-finite loss)
+        var (_, r, _) = Train(model, strategy, methods, learningRate, train, validation, batcher, o, device, null, cancel);
+        return LrSweep.Trial(learningRate, r);
     }
 
     /// <summary>Zero-shot report generation: the captioning model initialised from <paramref name="modelDir"/>
@@ -161,17 +158,14 @@ public static class ReportJobs
             job.Train with { LogPath = Path.Combine(job.OutDir, "log.jsonl") }, device, progress, cancel);
         var strategy = TuningStrategy.Parse(job.Strategy, TowerLayout.Blip, methods);
         var adapter = VqaJobs.SaveAdapter(model, strategy, Path.Combine(job.OutDir, "adapter"));
-        if (Lora.LayersOf(model).Count > 0) Lora.MergeAndUnload(model);   // model/ is a plain HF checkpoint, as VqaJobs writes it
-        if (Ia3.LayersOf(model).Count > 0) Ia3.MergeAndUnload(model);
-        PrefixTuning.Unload(model);   // prompt-learning methods have no merged form: model/ is the base, adapter/ the prompt
-        PromptTuning.Unload(model);
+        bool adapterRequired = TrainedOutputs.Finalize(model);
         BlipModelFolder.Save(model, Path.Combine(job.OutDir, "model"), Path.Combine(job.ModelDir, BlipModelFolder.VocabFile));
         var summary = new JsonObject
         {
             ["task"] = "report", ["strategy"] = job.Strategy, ["learning_rate"] = lr, ["trainable"] = report.Trainable, ["total"] = report.Total,
             ["steps"] = result.Steps, ["train_seconds"] = result.TrainSeconds, ["steps_per_second"] = result.StepsPerSecond,
             ["peak_memory_bytes"] = result.PeakMemoryBytes, ["best_validation_bleu4"] = result.BestValidation, ["best_step"] = result.BestStep,
-            ["towers"] = report.ToJson()["towers"]!.DeepClone(), ["adapter"] = adapter, ["load"] = load.Describe(),
+            ["towers"] = report.ToJson()["towers"]!.DeepClone(), ["adapter"] = adapter, [TrainedOutputs.AdapterRequiredKey] = adapterRequired, ["load"] = load.Describe(),
             ["options"] = OptionsJson(options), ["data_wait_seconds"] = result.DataWaitSeconds,
         };
         AtomicFile.WriteAllText(Path.Combine(job.OutDir, "train_summary.json"), summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));

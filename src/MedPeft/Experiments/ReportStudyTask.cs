@@ -129,17 +129,7 @@ public sealed class ReportStudyTask : IStudyTask
 
         var (rate, trials) = LrSweep.ForRun(run, ctx, (lr, dir, steps) => Train(lr, dir, steps, SweepValidationStudies, null).Result);
         var (result, trainable, used) = Train(rate, ctx.RunDir, null, run.Training.ValidationLimit, ctx.Progress);
-        // BLIP folders: ReportJobs saves prompt-learning runs as base model/ + adapter/ (LLaVA: as LlavaJobs saves them).
-        return new RunOutcome(trainable.Trainable, trainable.Total, used, trials, result, Score(Path.Combine(ctx.RunDir, "model"), llava ? null : PromptAdapter(ctx.RunDir)));
-    }
-
-    /// <summary>Prompt-learning methods have no merged form: a BLIP run's model/ holds the base and adapter/ the prompt,
-    /// so scoring loads the adapter (LoRA and IA3 are merged into model/, selective tuning is in model/ already).</summary>
-    internal static string? PromptAdapter(string runDir)
-    {
-        var summary = Path.Combine(runDir, "train_summary.json");
-        if (!File.Exists(summary)) return null;
-        var type = JsonNode.Parse(File.ReadAllText(summary))?["adapter"]?.GetValue<string>();
-        return type is "PREFIX_TUNING" or "PROMPT_TUNING" ? Path.Combine(runDir, "adapter") : null;
+        var (trained, adapter) = TrainedOutputs.ForScoring(ctx.RunDir);   // prompt-learning runs: base model/ + adapter/
+        return new RunOutcome(trainable.Trainable, trainable.Total, used, trials, result, Score(trained, adapter));
     }
 }

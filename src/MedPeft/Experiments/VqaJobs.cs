@@ -79,18 +79,15 @@ public static class VqaJobs
             validate: validation.Count == 0 ? null : () => (last = VqaEvaluation.Evaluate(model, validation, batcher, greedy, device)).OverallAccuracy,
             progress: progress, cancel: cancel);
         var adapter = SaveAdapter(model, strategy, Path.Combine(job.OutDir, "adapter"));
-        if (Lora.LayersOf(model).Count > 0) Lora.MergeAndUnload(model);   // model/ is a plain HF checkpoint
-        if (Ia3.LayersOf(model).Count > 0) Ia3.MergeAndUnload(model);
-        PrefixTuning.Unload(model);   // prompt-learning methods have no merged form: model/ is the base, adapter/ the prompt
-        PromptTuning.Unload(model);
+        bool adapterRequired = TrainedOutputs.Finalize(model);
         BlipModelFolder.Save(model, Path.Combine(job.OutDir, "model"), Path.Combine(job.ModelDir, BlipModelFolder.VocabFile));
         var summary = new JsonObject
         {
-            ["strategy"] = job.Strategy, ["learning_rate"] = lr, ["trainable"] = report.Trainable, ["total"] = report.Total,
+            ["task"] = "vqa", ["strategy"] = job.Strategy, ["learning_rate"] = lr, ["trainable"] = report.Trainable, ["total"] = report.Total,
             ["steps"] = result.Steps, ["train_seconds"] = result.TrainSeconds, ["steps_per_second"] = result.StepsPerSecond,
             ["peak_memory_bytes"] = result.PeakMemoryBytes, ["best_validation_acc"] = result.BestValidation, ["best_step"] = result.BestStep,
             ["towers"] = report.ToJson()["towers"]!.DeepClone(),
-            ["adapter"] = adapter,
+            ["adapter"] = adapter, [TrainedOutputs.AdapterRequiredKey] = adapterRequired,
             ["augmentation"] = AugmentationJson(job.Augmentation),
             ["data_wait_seconds"] = result.DataWaitSeconds,
         };

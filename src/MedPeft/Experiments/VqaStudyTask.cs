@@ -52,9 +52,8 @@ public sealed class VqaStudyTask : IStudyTask
         var (rate, trials) = LrSweep.ForRun(run, ctx, (lr, dir, steps) =>
             VqaJobs.Train(Job(lr, dir, steps, LrSweep.ValidationQuestions), cancel: ctx.Cancel).Result);
         var summary = VqaJobs.Train(Job(rate, ctx.RunDir, null, run.Training.ValidationLimit), ctx.Progress, ctx.Cancel);
-        // BLIP: VqaJobs saves prompt-learning runs as base model/ + adapter/, so they are scored with the adapter.
-        var adapter = LlavaJobs.IsLlavaFolder(modelDir) ? null : ReportStudyTask.PromptAdapter(ctx.RunDir);
+        var (trained, adapter) = TrainedOutputs.ForScoring(ctx.RunDir);   // prompt-learning runs: base model/ + adapter/
         return new RunOutcome(summary.Trainable.Trainable, summary.Trainable.Total, summary.LearningRate, trials, summary.Result,
-            Score(Path.Combine(ctx.RunDir, "model"), adapter));
+            Score(trained, adapter));
     }
 }

@@ -1,0 +1,41 @@
+using System.Text.Json.Nodes;
+using MedPeft.Tuning;
+using TorchSharp;
+
+namespace MedPeft.Experiments;
+
+/// <summary>What a training run leaves behind and how it is scored again: one rule for every family and task.
+/// After training, <see cref="Finalize"/> turns the model into what model/ holds (LoRA and IA3 merged into the
+/// weights; prompt-learning modules — prefix, ptuning, prompt, ptuning-v1 — have no merged form and are removed, so
+/// model/ is then the base and adapter/ carries the prompt). train_summary.json records which case it was
+/// (<see cref="AdapterRequiredKey"/>), and <see cref="ForScoring"/> reads it back.</summary>
+public static class TrainedOutputs
+{
+    /// <summary>train_summary.json field: true when model/ is the untuned base and adapter/ must be loaded onto it.</summary>
+    public const string AdapterRequiredKey = "adapter_required";
+
+    /// <summary>Merges what has a merged form and unloads what has not; returns true when the model is then the base
+    /// (its trained state lives only in the adapter written before).</summary>
+    public static bool Finalize(torch.nn.Module model)
+    {
+        if (Lora.LayersOf(model).Count > 0) Lora.MergeAndUnload(model);
+        if (Ia3.LayersOf(model).Count > 0) Ia3.MergeAndUnload(model);
+        bool prompts = PrefixTuning.TowersOf(model).Count > 0 || PromptTuning.TowersOf(model).Count > 0;
+        PrefixTuning.Unload(model);
+        PromptTuning.Unload(model);
+        return prompts;
+    }
+
+    /// <summary>The model folder and adapter (or null) that reproduce the trained model of a `train` output folder.</summary>
+    public static (string Model, string? Adapter) ForScoring(string outDir)
+    {
+        var summaryPath = Path.Combine(outDir, "train_summary.json");
+        if (!File.Exists(summaryPath)) throw new MedPeftException($"{summaryPath}: not found (not a finished `medpeft train` output)");
+        bool required = JsonNode.Parse(File.ReadAllText(summaryPath))?[AdapterRequiredKey]?.GetValue<bool>() == true;
+        return (Path.Combine(outDir, "model"), required ? Path.Combine(outDir, "adapter") : null);
+    }
+
+    /// <summary>The train_summary.json / results.json name of the selection metric: VQA selects on validation
+    /// accuracy (%), report generation on validation BLEU-4 (× 100, greedy).</summary>
+    public static string ValidationKey(string task) => task == "report" ? "best_validation_bleu4" : "best_validation_acc";
+}
