@@ -49,14 +49,6 @@ public sealed record LlavaPreparedBatch(IReadOnlyList<(int[] Ids, int PromptLen)
 /// greedy or beam decoding with the KV cache; the same VQA scorer and outputs as the BLIP path.</summary>
 public static class LlavaJobs
 {
-    /// <summary>True when <paramref name="dir"/>/config.json is a LLaVA config (HF or original layout).</summary>
-    public static bool IsLlavaFolder(string dir)
-    {
-        if (!File.Exists(Path.Combine(dir, "config.json"))) return false;
-        try { return Presets.FromFolder(dir).Family == ModelFamily.Llava; }
-        catch (MedPeftException) { return false; }
-    }
-
     public static LlavaSession Open(string dir, Device device, string? template, Action<string>? log = null)
     {
         if (!Directory.Exists(dir)) throw new MedPeftException($"{dir}: model folder not found");
@@ -242,7 +234,7 @@ public static class LlavaJobs
     /// mean/std as CLIP).</summary>
     static string NormalizationFor(string requested) => requested == "blip" ? "clip" : requested;
 
-    public static VqaTrainSummary Train(VqaTrainJob job, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
+    internal static FineTuneSummary Train(VqaTrainJob job, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
     {
         var device = TorchRuntime.ResolveDevice(job.Device);
         using var s = Open(job.ModelDir, device, job.Template, job.Log);
@@ -250,7 +242,7 @@ public static class LlavaJobs
         var strategy = TuningStrategy.Parse(job.Strategy, TowerLayout.Llava,
             VqaJobs.MethodOverrides(job, TowerLayout.Llava, text => s.Tokenizer.Encode(text, addSpecialTokens: true)));
         var report = strategy.Apply(model);
-        bool reports = DatasetFormats.TaskOf(job.Format) == DatasetTask.Report;
+        bool reports = FineTuning.TaskFor(job.Task, job.Format) == "report";
         List<VqaSample> Read(string split) => reports ? ReportExamples(job.Format, job.DataDir, split, job.ReportPrompt)
             : DatasetFormats.ReadVqa(job.Format, job.DataDir, split).ToList();
         var train = Read(Splits.Train);
@@ -261,11 +253,10 @@ public static class LlavaJobs
         double lr = job.LearningRate ?? StrategyDefaults.LearningRate(job.Strategy);
         Directory.CreateDirectory(job.OutDir);
         var decoding = (reports ? ReportDecoding(s) : Decoding(s)) with { NumBeams = 1 };
-        VqaScores? last = null;
-        // Selection metric: VQA overall accuracy, or BLEU-4 (×100) for reports as R2Gen selects.
+                // Selection metric: VQA overall accuracy, or BLEU-4 (×100) for reports as R2Gen selects.
         double Validate()
         {
-            if (!reports) return (last = VqaScorer.Score(Predict(s, validation, images, decoding, device))).OverallAccuracy;
+            if (!reports) return VqaScorer.Score(Predict(s, validation, images, decoding, device)).OverallAccuracy;
             return 100 * ReportMetrics.Compute(ReportPairs(job.Format, validation, GenerateTexts(s, validation, images, decoding, device))).Bleu4;
         }
         job.Augmentation?.Validate();
@@ -280,6 +271,10 @@ public static class LlavaJobs
             job.Train with { LearningRate = lr, LogPath = Path.Combine(job.OutDir, "log.jsonl") },
             validate: validation.Count == 0 ? null : Validate,
             progress: progress, cancel: cancel);
+        var test = job.ScoreTest.Count == 0 ? [] : Read(Splits.Test);
+        var tests = job.ScoreTest.Select(o => reports
+            ? new InMemoryTest(o, null, ReportPairs(job.Format, test, GenerateTexts(s, test, images, ReportDecoding(s, o), device)))
+            : new InMemoryTest(o, Predict(s, test, images, Decoding(s, o), device), null)).ToList();
         var adapter = VqaJobs.SaveAdapter(model, strategy, Path.Combine(job.OutDir, "adapter"));
         bool adapterRequired = TrainedOutputs.Finalize(model);
         Save(s, Path.Combine(job.OutDir, "model"));
@@ -294,7 +289,7 @@ public static class LlavaJobs
         };
         summary.Add(TrainedOutputs.ValidationKey(reports ? "report" : "vqa"), result.BestValidation);
         AtomicFile.WriteAllText(Path.Combine(job.OutDir, "train_summary.json"), summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        return new VqaTrainSummary(report, result, last, lr, job.OutDir);
+        return new FineTuneSummary(report, result, lr, job.OutDir, reports ? "report" : "vqa") { Tests = tests };
     }
 
     public static (VqaScores Scores, List<VqaPrediction> Predictions) Evaluate(string modelDir, string dataDir, string format, string split,

@@ -46,9 +46,11 @@ public sealed record ReportTrainJob
     public ReportTaskOptions? Options { get; init; }
     /// <summary>Per-method settings (CLI flags or a study strategy's options), built by the one builder as for VQA.</summary>
     public MethodOptions MethodOptions { get; init; } = new();
+    /// <summary>As <see cref="VqaTrainJob.ScoreTest"/>: the test split scored in memory before saving, per decoding.</summary>
+    public IReadOnlyList<DecodingOverrides> ScoreTest { get; init; } = [];
 }
 
-public sealed record ReportTrainSummary(TrainableReport Trainable, TrainResult Result, CaptioningLoad Load, double LearningRate, string OutDir);
+
 
 /// <summary>Medical report generation with BLIP (BlipForConditionalGeneration: image(s) → report): fine-tuning with a
 /// tuning strategy, selection on validation BLEU-4 (R2Gen's criterion, greedy decoding), test with beam search,
@@ -143,7 +145,7 @@ public static class ReportJobs
 
     /// <summary>`medpeft train --task report`: writes model/ (BlipForConditionalGeneration), adapter/ (as VQA),
     /// log.jsonl and train_summary.json.</summary>
-    public static ReportTrainSummary Train(ReportTrainJob job, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
+    internal static FineTuneSummary Train(ReportTrainJob job, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
     {
         var device = TorchRuntime.ResolveDevice(job.Device);
         var options = job.Options ?? ReportTaskOptions.For(job.Format);
@@ -154,8 +156,11 @@ public static class ReportJobs
         double lr = job.LearningRate ?? StrategyDefaults.LearningRate(job.Strategy);
         Directory.CreateDirectory(job.OutDir);
         var methods = job.MethodOptions.Methods(TowerLayout.Blip, text => s.Tokenizer.Encode(text, int.MaxValue));
-        var (report, result, _) = Train(model, job.Strategy, methods, lr, train, validation, batcher,
+        var (report, result, fitted) = Train(model, job.Strategy, methods, lr, train, validation, batcher,
             job.Train with { LogPath = Path.Combine(job.OutDir, "log.jsonl") }, device, progress, cancel);
+        var test = job.ScoreTest.Count == 0 ? [] : Read(job.Format, job.DataDir, Splits.Test);
+        var tests = job.ScoreTest.Select(o => new InMemoryTest(o, null,
+            ReportEvaluation.Predict(model, test, fitted, o.ApplyTo(options.Decoding), device, options.BatchSize))).ToList();
         var strategy = TuningStrategy.Parse(job.Strategy, TowerLayout.Blip, methods);
         var adapter = VqaJobs.SaveAdapter(model, strategy, Path.Combine(job.OutDir, "adapter"));
         bool adapterRequired = TrainedOutputs.Finalize(model);
@@ -169,7 +174,7 @@ public static class ReportJobs
             ["options"] = OptionsJson(options), ["data_wait_seconds"] = result.DataWaitSeconds,
         };
         AtomicFile.WriteAllText(Path.Combine(job.OutDir, "train_summary.json"), summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        return new ReportTrainSummary(report, result, load, lr, job.OutDir);
+        return new FineTuneSummary(report, result, lr, job.OutDir, "report") { Tests = tests, Load = load };
     }
 
     /// <summary>`medpeft eval --task report`: generate and score one split.</summary>

@@ -1,8 +1,14 @@
 using System.Text.Json.Nodes;
+using MedPeft.Evaluation;
+using MedPeft.Models;
 using MedPeft.Tuning;
 using TorchSharp;
 
 namespace MedPeft.Experiments;
+
+/// <summary>The test split as the trained model answered it in memory (before it was finalized and saved), with
+/// one decoding: answers for Med-VQA, report pairs for report generation.</summary>
+public sealed record InMemoryTest(DecodingOverrides Decoding, IReadOnlyList<VqaPrediction>? Answers, IReadOnlyList<ReportPair>? Reports);
 
 /// <summary>What a training run leaves behind and how it is scored again: one rule for every family and task.
 /// After training, <see cref="Finalize"/> turns the model into what model/ holds (LoRA and IA3 merged into the

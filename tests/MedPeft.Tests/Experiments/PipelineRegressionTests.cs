@@ -91,9 +91,9 @@ public class PipelineRegressionTests
                 OutDir = Path.Combine(root, name), Augmentation = aug,
                 Train = new TrainOptions { MaxSteps = 2, BatchSize = 4, LogEvery = 1, Seed = 3, PrefetchBatches = prefetch },
             };
-            var plain = VqaJobs.Train(Job("plain", null, 0)).Result;
-            var prefetched = VqaJobs.Train(Job("prefetched", null, 2)).Result;
-            var augmented = VqaJobs.Train(Job("augmented", Augmentation.Blip with { MinScale = 0.2 }, 2)).Result;
+            var plain = FineTuning.Train(Job("plain", null, 0)).Result;
+            var prefetched = FineTuning.Train(Job("prefetched", null, 2)).Result;
+            var augmented = FineTuning.Train(Job("augmented", Augmentation.Blip with { MinScale = 0.2 }, 2)).Result;
             // Prefetching changes nothing but who prepares the batches; augmentation changes the pixels, so the loss.
             Assert.Equal(plain.LossCurve, prefetched.LossCurve);
             Assert.NotEqual(plain.LossCurve[0].Loss, augmented.LossCurve[0].Loss);
@@ -101,7 +101,7 @@ public class PipelineRegressionTests
             Assert.Equal(0.2, summary["augmentation"]!["random_resized_crop_scale"]![0]!.GetValue<double>());
             Assert.NotNull(summary["data_wait_seconds"]);
 
-            VqaJobs.Train(Job("report", null, 2, DatasetFormats.IuXray));
+            FineTuning.Train(Job("report", null, 2, DatasetFormats.IuXray));
             var report = JsonNode.Parse(File.ReadAllText(Path.Combine(root, "report", "train_summary.json")))!.AsObject();
             Assert.Equal("report", report["task"]!.GetValue<string>());
             Assert.True(report.ContainsKey("best_validation_bleu4"));
