@@ -257,7 +257,7 @@ public static class LlavaJobs
             validate: validation.Count == 0 ? null : Validate,
             progress: progress, cancel: cancel);
         var adapter = VqaJobs.SaveAdapter(model, strategy, Path.Combine(job.OutDir, "adapter"));
-        if (Lora.LayersOf(model).Count > 0) Lora.MergeAndUnload(model);   // model/ is a plain HF checkpoint
+        strategy.Finalize(model, FinalizeMode.MergeOrRemove);   // model/ is a plain HF checkpoint (every method, not LoRA only)
         Save(s, Path.Combine(job.OutDir, "model"));
         var summary = new JsonObject
         {

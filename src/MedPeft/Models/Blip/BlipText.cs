@@ -52,19 +52,22 @@ public sealed class BlipTextEmbeddings : nn.Module<Tensor?, Tensor?, Tensor>
 
 public sealed class BlipTextSelfAttention : nn.Module<Tensor, Tensor?, Tensor?, Tensor>
 {
-    public Linear query;
-    public Linear key;
-    public Linear value;
-    readonly int _heads;
+    public nn.Module<Tensor, Tensor> query;
+    public nn.Module<Tensor, Tensor> key;
+    public nn.Module<Tensor, Tensor> value;
+    readonly int _heads, _hidden;
     readonly double _dropout;
 
     /// <summary>Prefix tuning's virtual keys/values; used in self-attention only (never with encoder states).</summary>
     public IAttentionPrefix? Prefix { get; set; }
     public int GetHeads() => _heads;
+    /// <summary>The attention width (query output size).</summary>
+    public int HiddenSize => _hidden;
 
     public BlipTextSelfAttention(BlipTextConfig c, bool isCrossAttention) : base(nameof(BlipTextSelfAttention))
     {
         _heads = c.NumAttentionHeads;
+        _hidden = c.HiddenSize;
         _dropout = c.AttentionProbsDropoutProb;
         int kvIn = isCrossAttention ? c.EncoderHiddenSize : c.HiddenSize;
         query = nn.Linear(c.HiddenSize, c.HiddenSize);
@@ -78,7 +81,7 @@ public sealed class BlipTextSelfAttention : nn.Module<Tensor, Tensor?, Tensor?, 
     public override Tensor forward(Tensor hidden, Tensor? additiveMask, Tensor? encoderHiddenStates)
     {
         using var scope = torch.NewDisposeScope();
-        long b = hidden.shape[0], d = query.weight!.shape[0], hd = d / _heads;
+        long b = hidden.shape[0], d = _hidden, hd = d / _heads;
         var kvSource = encoderHiddenStates ?? hidden;
         Tensor Heads(Tensor t) => t.view(b, -1, _heads, hd).transpose(1, 2);
         var q = Heads(query.call(hidden));
@@ -93,7 +96,7 @@ public sealed class BlipTextSelfAttention : nn.Module<Tensor, Tensor?, Tensor?, 
 /// <summary>dense → dropout → LayerNorm(x + residual): BERT's post-norm residual block.</summary>
 public sealed class BlipTextSelfOutput : nn.Module<Tensor, Tensor, Tensor>
 {
-    public Linear dense;
+    public nn.Module<Tensor, Tensor> dense;
     public LayerNorm LayerNorm;
     readonly double _dropout;
 
@@ -134,7 +137,7 @@ public sealed class BlipTextAttention : nn.Module<Tensor, Tensor?, Tensor?, Tens
 
 public sealed class BlipTextIntermediate : nn.Module<Tensor, Tensor>
 {
-    public Linear dense;
+    public nn.Module<Tensor, Tensor> dense;
     readonly Func<Tensor, Tensor> _act;
 
     public BlipTextIntermediate(BlipTextConfig c) : base(nameof(BlipTextIntermediate))
@@ -273,7 +276,7 @@ public sealed class BlipTextModel : nn.Module<BlipTextInput, Tensor>
 
 public sealed class BlipTextPredictionHeadTransform : nn.Module<Tensor, Tensor>
 {
-    public Linear dense;
+    public nn.Module<Tensor, Tensor> dense;
     public LayerNorm LayerNorm;
     readonly Func<Tensor, Tensor> _act;
 

@@ -36,8 +36,8 @@ public sealed class BlipVisionEmbeddings : nn.Module<Tensor, Tensor>
 
 public sealed class BlipAttention : nn.Module<Tensor, Tensor>
 {
-    public Linear qkv;
-    public Linear projection;
+    public nn.Module<Tensor, Tensor> qkv;
+    public nn.Module<Tensor, Tensor> projection;
     readonly int _heads;
     readonly double _dropout;
 
@@ -64,8 +64,8 @@ public sealed class BlipAttention : nn.Module<Tensor, Tensor>
 
 public sealed class BlipMLP : nn.Module<Tensor, Tensor>
 {
-    public Linear fc1;
-    public Linear fc2;
+    public nn.Module<Tensor, Tensor> fc1;
+    public nn.Module<Tensor, Tensor> fc2;
     readonly Func<Tensor, Tensor> _act;
 
     public BlipMLP(int hidden, int intermediate, string act) : base(nameof(BlipMLP))

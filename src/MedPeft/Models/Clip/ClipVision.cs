@@ -72,10 +72,10 @@ public sealed class CLIPVisionEmbeddings : nn.Module<Tensor, Tensor>
 
 public sealed class CLIPAttention : nn.Module<Tensor, Tensor>
 {
-    public Linear q_proj;
-    public Linear k_proj;
-    public Linear v_proj;
-    public Linear out_proj;
+    public nn.Module<Tensor, Tensor> q_proj;
+    public nn.Module<Tensor, Tensor> k_proj;
+    public nn.Module<Tensor, Tensor> v_proj;
+    public nn.Module<Tensor, Tensor> out_proj;
     readonly int _heads;
     readonly double _dropout;
 
@@ -104,8 +104,8 @@ public sealed class CLIPAttention : nn.Module<Tensor, Tensor>
 
 public sealed class CLIPMLP : nn.Module<Tensor, Tensor>
 {
-    public Linear fc1;
-    public Linear fc2;
+    public nn.Module<Tensor, Tensor> fc1;
+    public nn.Module<Tensor, Tensor> fc2;
     readonly Func<Tensor, Tensor> _act;
 
     public CLIPMLP(CLIPVisionConfig c) : base(nameof(CLIPMLP))

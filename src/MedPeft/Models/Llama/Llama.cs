@@ -223,10 +223,10 @@ public sealed record LlamaLayerContext(Tensor? AdditiveMask, Tensor Cos, Tensor 
 
 public sealed class LlamaAttention : nn.Module<Tensor, LlamaLayerContext, Tensor>
 {
-    public Linear q_proj;
-    public Linear k_proj;
-    public Linear v_proj;
-    public Linear o_proj;
+    public nn.Module<Tensor, Tensor> q_proj;
+    public nn.Module<Tensor, Tensor> k_proj;
+    public nn.Module<Tensor, Tensor> v_proj;
+    public nn.Module<Tensor, Tensor> o_proj;
     readonly int _heads, _kvHeads, _headDim;
     readonly double _dropout;
 
@@ -268,9 +268,9 @@ public sealed class LlamaAttention : nn.Module<Tensor, LlamaLayerContext, Tensor
 
 public sealed class LlamaMLP : nn.Module<Tensor, Tensor>
 {
-    public Linear gate_proj;
-    public Linear up_proj;
-    public Linear down_proj;
+    public nn.Module<Tensor, Tensor> gate_proj;
+    public nn.Module<Tensor, Tensor> up_proj;
+    public nn.Module<Tensor, Tensor> down_proj;
     readonly Func<Tensor, Tensor> _act;
 
     public LlamaMLP(LlamaConfig c) : base(nameof(LlamaMLP))
