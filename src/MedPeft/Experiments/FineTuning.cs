@@ -3,6 +3,7 @@ using MedPeft.Evaluation;
 using MedPeft.Models;
 using MedPeft.Models.Blip;
 using MedPeft.Training;
+using MedPeft.Tuning;
 using TorchSharp;
 
 namespace MedPeft.Experiments;

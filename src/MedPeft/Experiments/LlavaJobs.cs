@@ -276,7 +276,7 @@ public static class LlavaJobs
             ? new InMemoryTest(o, null, ReportPairs(job.Format, test, GenerateTexts(s, test, images, ReportDecoding(s, o), device)))
             : new InMemoryTest(o, Predict(s, test, images, Decoding(s, o), device), null)).ToList();
         var adapter = VqaJobs.SaveAdapter(model, strategy, Path.Combine(job.OutDir, "adapter"));
-        bool adapterRequired = TrainedOutputs.Finalize(model);
+        bool adapterRequired = TrainedOutputs.Finalize(model, strategy);
         Save(s, Path.Combine(job.OutDir, "model"));
         var summary = new JsonObject
         {

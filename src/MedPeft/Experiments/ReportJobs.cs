@@ -163,7 +163,7 @@ public static class ReportJobs
             ReportEvaluation.Predict(model, test, fitted, o.ApplyTo(options.Decoding), device, options.BatchSize))).ToList();
         var strategy = TuningStrategy.Parse(job.Strategy, TowerLayout.Blip, methods);
         var adapter = VqaJobs.SaveAdapter(model, strategy, Path.Combine(job.OutDir, "adapter"));
-        bool adapterRequired = TrainedOutputs.Finalize(model);
+        bool adapterRequired = TrainedOutputs.Finalize(model, strategy);
         BlipModelFolder.Save(model, Path.Combine(job.OutDir, "model"), Path.Combine(job.ModelDir, BlipModelFolder.VocabFile));
         var summary = new JsonObject
         {

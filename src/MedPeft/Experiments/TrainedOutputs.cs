@@ -20,16 +20,12 @@ public static class TrainedOutputs
     /// <summary>train_summary.json field: true when model/ is the untuned base and adapter/ must be loaded onto it.</summary>
     public const string AdapterRequiredKey = "adapter_required";
 
-    /// <summary>Merges what has a merged form and unloads what has not; returns true when the model is then the base
-    /// (its trained state lives only in the adapter written before).</summary>
-    public static bool Finalize(torch.nn.Module model)
+    /// <summary>Merges what has a merged form and removes what has not (<see cref="FinalizeMode.MergeOrRemove"/>);
+    /// returns true when the model is then the base (its trained state lives only in the adapter written before).</summary>
+    public static bool Finalize(torch.nn.Module model, TuningStrategy strategy)
     {
-        if (Lora.LayersOf(model).Count > 0) Lora.MergeAndUnload(model);
-        if (Ia3.LayersOf(model).Count > 0) Ia3.MergeAndUnload(model);
-        bool prompts = PrefixTuning.TowersOf(model).Count > 0 || PromptTuning.TowersOf(model).Count > 0;
-        PrefixTuning.Unload(model);
-        PromptTuning.Unload(model);
-        return prompts;
+        strategy.Finalize(model, FinalizeMode.MergeOrRemove);
+        return strategy.Terms.Any(t => !t.Method.CanMerge);
     }
 
     /// <summary>The model folder and adapter (or null) that reproduce the trained model of a `train` output folder.</summary>

@@ -81,7 +81,7 @@ public static class VqaJobs
         double lr = job.LearningRate ?? StrategyDefaults.LearningRate(job.Strategy);
         Directory.CreateDirectory(job.OutDir);
         var greedy = VqaEvaluation.MissDecoding with { NumBeams = 1 };
-                TorchRuntime.Seed(job.Train.Seed);
+        TorchRuntime.Seed(job.Train.Seed);
         var result = Trainer.Run(model, train, batcher.Prepare, batch => model.forward(batcher.Batch(batch, device)).Loss!,
             job.Train with { LearningRate = lr, LogPath = Path.Combine(job.OutDir, "log.jsonl") },
             validate: validation.Count == 0 ? null : () => VqaEvaluation.Evaluate(model, validation, batcher, greedy, device).OverallAccuracy,
@@ -89,7 +89,7 @@ public static class VqaJobs
         var test = job.ScoreTest.Count == 0 ? [] : Read(job.Format, job.DataDir, Splits.Test);
         var tests = job.ScoreTest.Select(o => new InMemoryTest(o, VqaEvaluation.Predict(model, test, batcher, BlipDecoding(job.ModelDir, o), device), null)).ToList();
         var adapter = SaveAdapter(model, strategy, Path.Combine(job.OutDir, "adapter"));
-        bool adapterRequired = TrainedOutputs.Finalize(model);
+        bool adapterRequired = TrainedOutputs.Finalize(model, strategy);
         BlipModelFolder.Save(model, Path.Combine(job.OutDir, "model"), Path.Combine(job.ModelDir, BlipModelFolder.VocabFile));
         var summary = new JsonObject
         {
@@ -123,55 +123,9 @@ public static class VqaJobs
         ["max_rotation_degrees"] = a.MaxRotationDegrees,
     };
 
-    /// <summary>Writes what was trained as a PEFT adapter next to the full model: LORA for LoRA strategies, an
-    /// LN_TUNING-style adapter (the tuned modules' parameters, PEFT's ln_tuning_layers keys) for intrinsic ones. Full
-    /// fine-tuning and mixed strategies have no adapter form; returns the PEFT type written or null.</summary>
-    public static string? SaveAdapter(TorchSharp.torch.nn.Module model, TuningStrategy strategy, string dir)
-    {
-        var methods = strategy.Terms.Select(t => t.Method).Distinct().ToList();
-        if (methods.All(m => m is LoraMethod))
-        {
-            var config = ((LoraMethod)methods[0]).Config ?? LoraMethod.DefaultFor(strategy.Layout);
-            PeftAdapters.SaveLora(model, dir, ScopedToAdaptedModules(model, config, strategy), taskType: null);
-            return "LORA";
-        }
-        if (methods.All(m => m is Ia3Method))
-        {
-            var config = ((Ia3Method)methods[0]).Config ?? Ia3Method.DefaultFor(strategy.Layout);
-            PeftAdapters.SaveIa3(model, dir, Ia3.ScopedConfig(model, config, strategy.Layout, strategy.Terms.SelectMany(t => t.Towers)), taskType: null);
-            return "IA3";
-        }
-        if (methods.All(m => m is PrefixTuningMethod))
-            return PeftAdapters.SavePromptLearning(model, dir, ((PrefixTuningMethod)methods[0]).Config, null, taskType: null);
-        if (methods.All(m => m is PTuningMethod))
-            return PeftAdapters.SavePromptLearning(model, dir, null, null, taskType: null);   // settings live on the towers
-        if (methods.All(m => m is PromptTuningMethod))
-            return PeftAdapters.SavePromptLearning(model, dir, null, ((PromptTuningMethod)methods[0]).Config, taskType: null);
-        if (methods.All(m => m is SelectiveTuning && m != SelectiveTuning.Full))
-        {
-            var tuned = model.named_modules()
-                .Where(x => x.name.Length > 0 && x.module.named_parameters(recurse: false).Any(p => p.parameter.requires_grad))
-                .Select(x => x.name).ToList();
-            PeftAdapters.SaveLnTuning(model, dir, tuned, taskType: null);
-            return "LN_TUNING";
-        }
-        return null;
-    }
-
-    /// <summary>PEFT applies target_modules to the whole model, so a tower-scoped LoRA ("lora@text_decoder") is saved with
-    /// a full-match regex limited to its towers' prefixes; if that still selects other modules, with the exact names.</summary>
-    static LoraConfig ScopedToAdaptedModules(TorchSharp.torch.nn.Module model, LoraConfig config, TuningStrategy strategy)
-    {
-        var adapted = Lora.LayersOf(model).Select(l => l.Name).ToHashSet();
-        var linears = model.named_modules().Where(x => x.name.Length > 0 && x.module is TorchSharp.Modules.Linear).Select(x => x.name).ToList();
-        bool Exact(LoraConfig c) => linears.Where(c.Targets).ToHashSet().SetEquals(adapted);
-        if (Exact(config)) return config;
-        var prefixes = strategy.Terms.SelectMany(t => t.Towers).Distinct().Select(t => System.Text.RegularExpressions.Regex.Escape(strategy.Layout.Towers[t]));
-        var targets = config.TargetModules.Select(System.Text.RegularExpressions.Regex.Escape);
-        var scoped = config with { TargetRegex = $"(?:{string.Join("|", prefixes)}).*\\.(?:{string.Join("|", targets)})" };
-        if (Exact(scoped)) return scoped;
-        return config with { TargetRegex = string.Join("|", adapted.Order(StringComparer.Ordinal).Select(System.Text.RegularExpressions.Regex.Escape)) };
-    }
+    /// <summary>Writes what was trained as a PEFT adapter next to the full model (<see cref="TuningStrategy.SaveAdapter"/>:
+    /// each method saves its own PEFT type; full fine-tuning and mixed strategies have none); returns the type or null.</summary>
+    public static string? SaveAdapter(TorchSharp.torch.nn.Module model, TuningStrategy strategy, string dir) => strategy.SaveAdapter(model, dir);
 
     internal static (VqaScores Scores, List<VqaPrediction> Predictions) EvaluateBlip(string modelDir, string dataDir, string format, string split,
         GenerationOptions decoding, string device = "cpu", string normalization = "blip", string? adapterDir = null, DecodingOverrides? overrides = null)

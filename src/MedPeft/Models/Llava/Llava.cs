@@ -83,8 +83,8 @@ public sealed class LlavaConfig
 /// (vision hidden → text hidden), the single-layer mm_projector of LLaVA v1 / LLaVA-Med v1.</summary>
 public sealed class LlavaMultiModalProjector : nn.Module<Tensor, Tensor>
 {
-    public Linear linear_1;
-    public Linear? linear_2;
+    public nn.Module<Tensor, Tensor> linear_1;
+    public nn.Module<Tensor, Tensor>? linear_2;
     readonly Func<Tensor, Tensor>? _act;
 
     public LlavaMultiModalProjector(LlavaConfig c) : base(nameof(LlavaMultiModalProjector))
