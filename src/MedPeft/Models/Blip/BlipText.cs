@@ -182,8 +182,10 @@ public sealed class BlipTextLayer : nn.Module<Tensor, Tensor?, BlipLayerMasks, T
     }
 }
 
-public sealed class BlipTextEncoder : nn.Module<Tensor, Tensor?, BlipLayerMasks, Tensor>
+public sealed class BlipTextEncoder : nn.Module<Tensor, Tensor?, BlipLayerMasks, Tensor>, IGradientCheckpointing
 {
+    public bool GradientCheckpointing { get; set; }
+
     public ModuleList<BlipTextLayer> layer;
 
     public BlipTextEncoder(BlipTextConfig c) : base(nameof(BlipTextEncoder))
@@ -195,7 +197,14 @@ public sealed class BlipTextEncoder : nn.Module<Tensor, Tensor?, BlipLayerMasks,
     public override Tensor forward(Tensor hidden, Tensor? encoderHiddenStates, BlipLayerMasks masks)
     {
         using var scope = torch.NewDisposeScope();
-        foreach (var l in layer) hidden = l.forward(hidden, encoderHiddenStates, masks);
+        bool checkpoint = Checkpointing.Active(this);
+        foreach (var l in layer)
+        {
+            if (!checkpoint) { hidden = l.forward(hidden, encoderHiddenStates, masks); continue; }
+            Checkpointing.RefusePrefix(l.attention.self.Prefix);
+            hidden = Checkpointing.Run(l, t => l.forward(t[0]!, t[1], new BlipLayerMasks(t[2], t[3])),
+                hidden, encoderHiddenStates, masks.SelfMask, masks.CrossMask);
+        }
         return hidden.MoveToOuterDisposeScope();
     }
 }
@@ -344,12 +353,13 @@ public sealed class BlipTextLMHeadModel : nn.Module<BlipTextInput, Tensor>
     }
 
     /// <summary>HF's LM loss: logits[:, :-1] against labels[:, 1:], cross-entropy with label smoothing, mean over
-    /// targets that are not −100.</summary>
+    /// targets that are not −100. Computed in fp32 whatever the model's dtype (as torch.autocast runs cross_entropy;
+    /// HF's BLIP itself does not upcast), so a 16-bit model's loss is not rounded to 16 bits.</summary>
     public Tensor Loss(Tensor logits, Tensor labels)
     {
         using var scope = torch.NewDisposeScope();
         long v = logits.shape[2];
-        var shifted = logits[.., ..^1, ..].reshape(-1, v);
+        var shifted = logits[.., ..^1, ..].reshape(-1, v).to(ScalarType.Float32);
         var targets = labels[.., 1..].reshape(-1);
         return nn.functional.cross_entropy(shifted, targets, ignore_index: -100, label_smoothing: LabelSmoothing).MoveToOuterDisposeScope();
     }

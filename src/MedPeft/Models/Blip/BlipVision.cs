@@ -108,8 +108,10 @@ public sealed class BlipEncoderLayer : nn.Module<Tensor, Tensor>
     }
 }
 
-public sealed class BlipEncoder : nn.Module<Tensor, Tensor>
+public sealed class BlipEncoder : nn.Module<Tensor, Tensor>, IGradientCheckpointing
 {
+    public bool GradientCheckpointing { get; set; }
+
     public ModuleList<BlipEncoderLayer> layers;
 
     public BlipEncoder(BlipVisionConfig c) : base(nameof(BlipEncoder))
@@ -121,7 +123,8 @@ public sealed class BlipEncoder : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = torch.NewDisposeScope();
-        foreach (var layer in layers) x = layer.forward(x);
+        bool checkpoint = Checkpointing.Active(this);
+        foreach (var layer in layers) x = checkpoint ? Checkpointing.Run(layer, t => layer.forward(t[0]!), x) : layer.forward(x);
         return x.MoveToOuterDisposeScope();
     }
 }

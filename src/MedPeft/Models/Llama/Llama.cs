@@ -323,8 +323,11 @@ public sealed record LlamaInput(
     LlamaKVCache? Cache = null,
     Tensor? InputIds = null);
 
-public sealed class LlamaModel : nn.Module<LlamaInput, Tensor>
+public sealed class LlamaModel : nn.Module<LlamaInput, Tensor>, IGradientCheckpointing
 {
+    /// <summary>HF's gradient_checkpointing: decoder layers are recomputed in backward while training.</summary>
+    public bool GradientCheckpointing { get; set; }
+
     public TokenEmbedding embed_tokens;
     public ModuleList<LlamaDecoderLayer> layers;
     public LlamaRMSNorm norm;
@@ -385,8 +388,15 @@ public sealed class LlamaModel : nn.Module<LlamaInput, Tensor>
         var positions = input.PositionIds ?? (torch.arange(l, dtype: ScalarType.Int64, device: x.device) + past).unsqueeze(0).expand(b, l);
         var (cos, sin) = LlamaRotary.CosSin(positions.to(x.device), _c.HeadDim, _c.RopeTheta, x.dtype);
         var mask = BuildAdditiveMask(input.AttentionMask, b, l, past, x.dtype, x.device, _c.EffectiveSlidingWindow);
+        bool checkpoint = Checkpointing.Active(this);
         for (int i = 0; i < layers.Count; i++)
-            x = layers[i].forward(x, new LlamaLayerContext(mask, cos, sin, input.Cache, i));
+        {
+            var layer = layers[i];
+            if (!checkpoint) { x = layer.forward(x, new LlamaLayerContext(mask, cos, sin, input.Cache, i)); continue; }
+            Checkpointing.RefusePrefix(layer.self_attn.Prefix);
+            int index = i;
+            x = Checkpointing.Run(layer, t => layer.forward(t[0]!, new LlamaLayerContext(t[1], t[2]!, t[3]!, null, index)), x, mask, cos, sin);
+        }
         return norm.forward(x).MoveToOuterDisposeScope();
     }
 }
