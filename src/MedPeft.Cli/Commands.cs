@@ -60,6 +60,7 @@ static class Commands
                 spec = StudySpec.Embedded(r.GetValue(quick), s, !r.GetValue(noScratch), r.GetValue(epochs), r.GetValue(lr), r.GetValue(rt.Seed), r.GetValue(lrSweep),
                     r.GetValue(tasks) is { Length: > 0 } only ? only : null);
             }
+            if (r.GetValue(rt.Reproducible)) spec = spec with { Training = spec.Training with { Reproducible = true } };
             var outDir = r.GetValue(@out) ?? $"study-{spec.Name}";
             var plan = StudyPlan.Expand(spec);
 
@@ -67,6 +68,7 @@ static class Commands
             {
                 if (e[0] != "slurm") throw new MedPeftException($"--emit {e[0]}: only \"slurm\" is supported");
                 if (path is null) throw new MedPeftException("--emit slurm needs a study FILE (the array tasks re-read it)");
+                if (spec.Training.Reproducible) throw new MedPeftException("--emit slurm with --reproducible: not supported yet (the array tasks would run in the default mode)");
                 var self = Environment.ProcessPath is { } pp && Path.GetFileNameWithoutExtension(pp) == "dotnet"
                     ? $"dotnet {Path.Combine(AppContext.BaseDirectory, "MedPeft.Cli.dll")}" : Environment.ProcessPath ?? "medpeft";
                 var files = SlurmScript.Write(e[1], new SlurmScript.Options(path, outDir, plan.Runs.Count, self, CacheDir: r.GetValue(cache), Device: device));

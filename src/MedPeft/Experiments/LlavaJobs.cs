@@ -265,7 +265,7 @@ public static class LlavaJobs
             ["steps"] = result.Steps, ["train_seconds"] = result.TrainSeconds, ["steps_per_second"] = result.StepsPerSecond,
             ["peak_memory_bytes"] = result.PeakMemoryBytes, ["best_validation_acc"] = result.BestValidation, ["best_step"] = result.BestStep,
             ["towers"] = report.ToJson()["towers"]!.DeepClone(),
-            ["adapter"] = adapter, ["template"] = s.Template.Name, ["task"] = reports ? "report" : "vqa",
+            ["adapter"] = adapter, ["template"] = s.Template.Name, ["reproducibility"] = Reproducibility.Settings?.DeepClone(), ["task"] = reports ? "report" : "vqa",
         };
         AtomicFile.WriteAllText(Path.Combine(job.OutDir, "train_summary.json"), summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         return new VqaTrainSummary(report, result, last, lr, job.OutDir);

@@ -43,6 +43,7 @@ public sealed record StudyRun(int Index, StudyModel Model, StudyDataset Dataset,
         };
         if (LrAuto) config["lr_sweep_steps"] = Training.LrSweepSteps;   // only range-tested runs depend on it
         if (Model.Adapter is not null) config["model"]!["adapter"] = Model.Adapter;   // absent otherwise: older keys stay valid
+        if (Training.Reproducible) config["reproducible"] = true;   // likewise
         return config;
     }
 

@@ -83,6 +83,9 @@ public sealed record StudyTraining
     public IReadOnlyList<long> Seeds { get; init; } = [42];
     /// <summary>Optimizer steps per trial of the LR range test (learning_rate: auto).</summary>
     public int LrSweepSteps { get; init; } = LrSweep.DefaultSteps;
+    /// <summary>Runs in the reproducible mode (<see cref="Reproducibility"/>); part of the run key, since the mode
+    /// changes the numbers.</summary>
+    public bool Reproducible { get; init; }
 }
 
 /// <summary>A parsed study file (or the built-in grid): the cross product models × datasets × strategies × learning

@@ -92,7 +92,7 @@ public static class VqaJobs
             ["towers"] = report.ToJson()["towers"]!.DeepClone(),
             ["adapter"] = adapter,
             ["augmentation"] = AugmentationJson(job.Augmentation),
-            ["data_wait_seconds"] = result.DataWaitSeconds,
+            ["data_wait_seconds"] = result.DataWaitSeconds, ["reproducibility"] = Reproducibility.Settings?.DeepClone(),
         };
         AtomicFile.WriteAllText(Path.Combine(job.OutDir, "train_summary.json"), summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         return new VqaTrainSummary(report, result, last, lr, job.OutDir);
