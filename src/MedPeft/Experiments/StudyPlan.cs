@@ -79,7 +79,7 @@ public static class StudyPlan
             {
                 var lrs = strategy.IsZeroShot ? [null] : strategy.LearningRates;
                 foreach (var lr in lrs)
-                    foreach (var seed in strategy.IsZeroShot ? spec.Training.Seeds.Take(1) : spec.Training.Seeds)
+                    foreach (var seed in strategy.IsZeroShot ? spec.Training.Seeds.Take(1) : strategy.Seeds ?? spec.Training.Seeds)
                     {
                         var method = strategy.Label;
                         if (manyModels && !extra) method = $"{model.Name} · {method}";
