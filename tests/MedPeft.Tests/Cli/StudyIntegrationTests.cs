@@ -146,6 +146,6 @@ public class StudyIntegrationTests
         var differences = ReproducibilityEvidence.Differences(expected, here);
         Assert.True(differences.Count == 0,
             $"this machine ({here["cpu"]}; {here["cpu_flags"]}) does not reproduce the evidence made on {expected["cpu"]} ({expected["cpu_flags"]}):\n" + string.Join("\n", differences.Take(20)));
-        Assert.NotEmpty(expected["runs"]!.AsObject());
+        Assert.NotNull(expected["benchmark_sha256"]);
     }
 }

@@ -95,7 +95,7 @@ public class ResultsOutputTests
         var html = ResultsReport.Html("t", ResultsTables.Aggregate(Sample()), Sample());
         Assert.StartsWith("<!DOCTYPE html>", html);
         Assert.Equal(5, html.Split("<svg ").Length - 1);
-        Assert.Contains("<h2>The paper&#39;s claims</h2>", html);
+        Assert.Contains("<h2>The paper's claims</h2>", html);
         Assert.Contains("Δ full [95 % CI]", System.Net.WebUtility.HtmlDecode(html));
         Assert.DoesNotContain("src=\"http", html);
         Assert.DoesNotContain("<script", html);

@@ -163,7 +163,7 @@ public class ResultsReportTests
         var yTicks = scatter.Where(t => Regex.IsMatch(t, "^[0-9.]+$")).Select(t => double.Parse(t, System.Globalization.CultureInfo.InvariantCulture)).ToList();
         Assert.NotEmpty(yTicks);
         Assert.All(yTicks, y => Assert.InRange(y, 0, 0.2));
-        Assert.Contains("test overall accuracy vs trainable share", Texts(svgs[4]));
+        Assert.Contains("test overall accuracy vs trainable share", Texts(svgs[5]));
     }
 
     [Fact]

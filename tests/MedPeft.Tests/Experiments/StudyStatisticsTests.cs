@@ -130,5 +130,7 @@ public class StudyStatisticsTests
         b.Remove("runs");
         b["runs"] = new JsonObject();
         Assert.Contains("vqa · ln · seed 42: not run here", ReproducibilityEvidence.Differences(a, b));
+        a["pretrained_sha256"] = null;   // a partial record: not checked
+        Assert.DoesNotContain(ReproducibilityEvidence.Differences(a, b), x => x.StartsWith("pretrained"));
     }
 }
