@@ -175,7 +175,7 @@ static class Commands
                 OutDir = r.GetValue(@out)!, Device = device, LearningRate = r.GetValue(lr), Normalization = r.GetValue(norm)!,
                 Augmentation = aug.Get(r),
                 Template = r.GetValue(template), Log = line => Console.Error.WriteLine(line),
-                MethodOptions = methodOptions,
+                MethodOptions = methodOptions, Task = r.GetValue(task),
                 Train = new TrainOptions
                 {
                     Epochs = r.GetValue(epochs), MaxSteps = r.GetValue(maxSteps), BatchSize = r.GetValue(batch), GradientAccumulation = r.GetValue(accum),
@@ -183,43 +183,32 @@ static class Commands
                     Seed = r.GetValue(rt.Seed), PrefetchBatches = r.GetValue(aug.Prefetch),
                 },
             };
-            if (r.GetValue(task) == "report" && LlavaJobs.IsLlavaFolder(job.ModelDir))
-                job = job with { ReportPrompt = r.GetValue(rep.Prompt) is { Length: > 0 } pr ? pr : null };
-            else if (r.GetValue(task) == "report")
-            {
-                var rjob = new ReportTrainJob
+            if (FineTuning.TaskFor(job.Task, job.Format) == "report")
+                job = job with
                 {
-                    ModelDir = job.ModelDir, DataDir = job.DataDir, Format = job.Format, Strategy = job.Strategy, OutDir = job.OutDir, Device = device,
-                    LearningRate = job.LearningRate, Train = job.Train,
-                    MethodOptions = methodOptions,
-                    Options = rep.Get(r, job.Format, batch: job.Train.BatchSize) with
+                    ReportPrompt = r.GetValue(rep.Prompt) is { Length: > 0 } pr ? pr : null,   // LLaVA's instruction
+                    ReportOptions = rep.Get(r, job.Format, batch: job.Train.BatchSize) with   // BLIP's captioning settings
                     {
                         Normalization = job.Normalization, Augmentation = job.Augmentation, PrefetchBatches = job.Train.PrefetchBatches,
                     },
                 };
-                var rs = ConsoleUi.WithProgress((progress, _) => ReportJobs.Train(rjob, progress(rjob.Strategy)));
-                Console.WriteLine(rs.Load.Describe());
-                ConsoleUi.TrainableTable("model", rjob.Strategy, rs.Trainable);
-                Console.WriteLine($"trained {rs.Result.Steps} steps in {rs.Result.TrainSeconds:F0} s ({rs.Result.StepsPerSecond:F2} steps/s, lr {rs.LearningRate:G3}); " +
-                                  $"best validation BLEU-4 {(rs.Result.BestValidation is double b4 ? $"{b4:F2} at step {rs.Result.BestStep}" : "n/a")}; peak memory {ConsoleUi.Bytes(rs.Result.PeakMemoryBytes)}");
-                Console.WriteLine($"model saved to {Path.Combine(rs.OutDir, "model")}");
-                return 0;
-            }
-            var s = ConsoleUi.WithProgress((progress, _) => VqaJobs.Train(job, progress(job.Strategy)));
+            var s = ConsoleUi.WithProgress((progress, _) => FineTuning.Train(job, progress(job.Strategy)));
+            if (s.Load is { } load) Console.WriteLine(load.Describe());
             ConsoleUi.TrainableTable("model", job.Strategy, s.Trainable);
+            var best = s.Result.BestValidation is not double v ? "n/a"
+                : (s.Task == "report" ? $"BLEU-4 {v:F2}" : $"{v:F1}%") + $" at step {s.Result.BestStep}";
             Console.WriteLine($"trained {s.Result.Steps} steps in {s.Result.TrainSeconds:F0} s ({s.Result.StepsPerSecond:F2} steps/s, lr {s.LearningRate:G3}); " +
-                              $"best validation {(s.Result.BestValidation is double v ? $"{v:F1}% at step {s.Result.BestStep}" : "n/a")}; peak memory {ConsoleUi.Bytes(s.Result.PeakMemoryBytes)}");
+                              $"best validation {best}; peak memory {ConsoleUi.Bytes(s.Result.PeakMemoryBytes)}");
             Console.WriteLine($"model saved to {Path.Combine(s.OutDir, "model")}");
             return 0;
         });
         return c;
     }
 
-    static Option<string> TaskOption() => new("--task")
+    static Option<string?> TaskOption() => new("--task")
     {
-        Description = "vqa (BlipForQuestionAnswering, answers) or report (BlipForConditionalGeneration, image → report)",
-        DefaultValueFactory = _ => "vqa",
-        Validators = { v => { if (v.GetValueOrDefault<string>() is not ("vqa" or "report")) v.AddError("--task must be vqa or report"); } },
+        Description = "vqa (answers; BLIP: BlipForQuestionAnswering) or report (image → report; BLIP: BlipForConditionalGeneration); default: the dataset format's task",
+        Validators = { v => { if (v.GetValueOrDefault<string?>() is not (null or "vqa" or "report")) v.AddError("--task must be vqa or report"); } },
     };
 
     static Command Eval()
@@ -253,30 +242,25 @@ static class Commands
             if (sets.Count == 0) throw new MedPeftException("eval: give a test set with --data DIR [--format F --split S] or --test DIR:FORMAT[:SPLIT]");
             var unique = TestSet.Unique(sets);
             var modelDir = r.GetValue(model)!;
-            bool llava = LlavaJobs.IsLlavaFolder(modelDir);
             var overrides = new DecodingOverrides(r.GetValue(beams), r.GetValue(maxNew), r.GetValue(minNew));
             Action<string> log = line => Console.Error.WriteLine(line);
             var results = new JsonObject();
             foreach (var set in unique)
             {
                 string? predPath = r.GetValue(preds) is string p ? (unique.Count == 1 ? p : TestSet.PredictionsPath(p, set.Name)) : null;
-                JsonObject scoresJson;
-                if (r.GetValue(task) == "report")
+                var setTask = FineTuning.TaskFor(r.GetValue(task), set.Format);
+                var result = FineTuning.Evaluate(new EvalJob
                 {
-                    ReportScores scores; IReadOnlyList<ReportPair> pairs;
-                    if (llava)
-                    {
-                        var prompt = r.GetValue(rep.Prompt) is { Length: > 0 } pr ? pr : null;
-                        (scores, var list) = LlavaJobs.EvaluateReports(modelDir, set.Dir, set.Format, set.Split, overrides, device, r.GetValue(norm)!,
-                            r.GetValue(adapter), r.GetValue(template), prompt, log);
-                        pairs = list;
-                    }
-                    else
-                    {
-                        var options = rep.Get(r, set.Format, r.GetValue(beams), r.GetValue(maxNew), r.GetValue(minNew)) with { Normalization = r.GetValue(norm)! };
-                        (scores, pairs, var load) = ReportJobs.Evaluate(modelDir, set.Dir, set.Format, set.Split, options, device, r.GetValue(adapter));
-                        if (load.DroppedTensors.Count > 0) Console.Error.WriteLine(load.Describe());
-                    }
+                    ModelDir = modelDir, AdapterDir = r.GetValue(adapter), DataDir = set.Dir, Format = set.Format, Split = set.Split, Task = setTask,
+                    Decoding = overrides, Device = device, Normalization = r.GetValue(norm)!, Template = r.GetValue(template), Log = log,
+                    ReportPrompt = r.GetValue(rep.Prompt) is { Length: > 0 } pr ? pr : null,
+                    ReportOptions = setTask == "report" ? rep.Get(r, set.Format, r.GetValue(beams), r.GetValue(maxNew), r.GetValue(minNew)) with { Normalization = r.GetValue(norm)! } : null,
+                });
+                JsonObject scoresJson;
+                if (result.Reports is { } scores)
+                {
+                    var pairs = result.Pairs!;
+                    if (result.Load is { DroppedTensors.Count: > 0 } load) Console.Error.WriteLine(load.Describe());
                     if (predPath is not null) ReportPairsFile.Save(predPath, pairs);
                     scoresJson = new JsonObject(scores.ToDictionary().Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value)));
                     scoresJson["reports"] = pairs.Count;
@@ -291,11 +275,9 @@ static class Commands
                 }
                 else
                 {
-                    var (scores, predictions) = VqaJobs.Evaluate(modelDir, set.Dir, set.Format, set.Split, VqaEvaluation.MissDecoding, device, r.GetValue(norm)!,
-                        r.GetValue(adapter), r.GetValue(template), overrides, log);
-                    if (predPath is not null) VqaPredictionsFile.Save(predPath, predictions);
-                    scoresJson = VqaJson(scores);
-                    if (!r.GetValue(json)) ConsoleUi.VqaScores(keyed ? $"{set.Name} ({set.Dir})" : $"{set.Format} {set.Split}", scores);
+                    if (predPath is not null) VqaPredictionsFile.Save(predPath, result.Answers!);
+                    scoresJson = VqaJson(result.Vqa!);
+                    if (!r.GetValue(json)) ConsoleUi.VqaScores(keyed ? $"{set.Name} ({set.Dir})" : $"{set.Format} {set.Split}", result.Vqa!);
                 }
                 if (keyed) { scoresJson["data"] = set.Dir; scoresJson["format"] = set.Format; scoresJson["split"] = set.Split; if (predPath is not null) scoresJson["predictions"] = predPath; }
                 results[set.Name] = scoresJson;

@@ -14,12 +14,9 @@ public static class AdapterMerge
         if (!Directory.Exists(baseDir)) throw new MedPeftException($"{baseDir}: model folder not found");
         var (model, _) = Presets.LoadFolder(baseDir, torch.CPU);
         using var _m = model;
-        PeftAdapters.Load(model, adapterDir);
-        // Prefix / prompt / P-tuning adapters add positions, not weights: there is nothing to fold in.
-        if (PrefixTuning.TowersOf(model).Count > 0 || PromptTuning.TowersOf(model).Count > 0)
-            throw new MedPeftException($"{adapterDir}: a prompt-learning adapter has no merged form (LORA, IA3 and LN_TUNING adapters merge); use it with --adapter");
-        if (Lora.LayersOf(model).Count > 0) Lora.MergeAndUnload(model);
-        if (Ia3.LayersOf(model).Count > 0) Ia3.MergeAndUnload(model);
+        var (method, _) = TuningMethods.LoadAdapter(model, adapterDir);
+        try { method.Finalize(model, FinalizeMode.Merge); }   // prompt learning has no merged form: refused in one line
+        catch (MedPeftException e) { throw new MedPeftException($"{adapterDir}: {e.Message}"); }
         var full = Path.GetFullPath(outDir).TrimEnd('/');
         var tmp = full + $".tmp-{Environment.ProcessId}";
         if (Directory.Exists(tmp)) Directory.Delete(tmp, true);

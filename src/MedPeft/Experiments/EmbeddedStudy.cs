@@ -191,12 +191,7 @@ public sealed class EmbeddedStudy : IDisposable
                 using var m = Model(run.Model);
                 TorchRuntime.Seed(run.Seed);
                 TuningStrategy.Parse(run.Strategy.Spec, TowerLayout.Blip, run.Strategy.Methods(TowerLayout.Blip)).Apply(m);
-                try
-                {
-                    var r = Train(m, lr, steps, validation.Take(LrSweep.ValidationQuestions).ToList(), null, null);
-                    return new LrTrial(lr, r.BestValidation, r.LossCurve.Count > 0 ? r.LossCurve[^1].Loss : double.NaN);
-                }
-                catch (MedPeftException) { return new LrTrial(lr, null, double.NaN); }   // diverged (non-finite loss)
+                return LrSweep.Trial(lr, Train(m, lr, steps, validation.Take(LrSweep.ValidationQuestions).ToList(), null, null));
             }, ctx.Stage);
         }
         else rate = run.LearningRate ?? StrategyDefaults.LearningRate(run.Strategy.Spec);

@@ -10,8 +10,15 @@ using TorchSharp;
 
 namespace MedPeft.Experiments;
 
+/// <summary>A fine-tuning job for <see cref="FineTuning.Train"/>: any family (BLIP, LLaVA) and task (Med-VQA, or report
+/// generation with a report format or <see cref="Task"/> "report").</summary>
 public sealed record VqaTrainJob
 {
+    /// <summary>"vqa" or "report" (null: the dataset format's task).</summary>
+    public string? Task { get; init; }
+    /// <summary>BLIP report generation: views, words, cleaning, decoding, batch (null: R2Gen's for the format with this
+    /// job's batch size, normalisation, augmentation, prefetch and validation limit).</summary>
+    public ReportTaskOptions? ReportOptions { get; init; }
     public required string ModelDir { get; init; }
     public required string DataDir { get; init; }
     public string Format { get; init; } = "slake";
@@ -48,16 +55,18 @@ public sealed record VqaTrainJob
     public Action<string>? Log { get; init; }
     /// <summary>Training-time image augmentation (null = none, the default); evaluation never augments.</summary>
     public Augmentation? Augmentation { get; init; }
+    /// <summary>Score the test split with the trained model in memory, before it is finalized and saved, once per
+    /// decoding (the same defaults as `medpeft eval`, overridden): what a reload of the outputs must reproduce.</summary>
+    public IReadOnlyList<DecodingOverrides> ScoreTest { get; init; } = [];
 }
 
-public sealed record VqaTrainSummary(TrainableReport Trainable, TrainResult Result, VqaScores? Validation, double LearningRate, string OutDir);
 
-/// <summary>The library side of `medpeft train` / `medpeft eval` for Med-VQA on a model folder.</summary>
+
+/// <summary>Med-VQA on a BLIP folder (BlipForQuestionAnswering), behind <see cref="FineTuning"/>.</summary>
 public static class VqaJobs
 {
-    public static VqaTrainSummary Train(VqaTrainJob job, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
+    internal static FineTuneSummary TrainBlip(VqaTrainJob job, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
     {
-        if (LlavaJobs.IsLlavaFolder(job.ModelDir)) return LlavaJobs.Train(job, progress, cancel);
         var device = TorchRuntime.ResolveDevice(job.Device);
         var tokenizer = BlipModelFolder.LoadTokenizer(job.ModelDir);
         using var model = BlipModelFolder.Load(job.ModelDir, device);
@@ -72,31 +81,33 @@ public static class VqaJobs
         double lr = job.LearningRate ?? StrategyDefaults.LearningRate(job.Strategy);
         Directory.CreateDirectory(job.OutDir);
         var greedy = VqaEvaluation.MissDecoding with { NumBeams = 1 };
-        VqaScores? last = null;
         TorchRuntime.Seed(job.Train.Seed);
         var result = Trainer.Run(model, train, batcher.Prepare, batch => model.forward(batcher.Batch(batch, device)).Loss!,
             job.Train with { LearningRate = lr, LogPath = Path.Combine(job.OutDir, "log.jsonl") },
-            validate: validation.Count == 0 ? null : () => (last = VqaEvaluation.Evaluate(model, validation, batcher, greedy, device)).OverallAccuracy,
+            validate: validation.Count == 0 ? null : () => VqaEvaluation.Evaluate(model, validation, batcher, greedy, device).OverallAccuracy,
             progress: progress, cancel: cancel);
+        var test = job.ScoreTest.Count == 0 ? [] : Read(job.Format, job.DataDir, Splits.Test);
+        var tests = job.ScoreTest.Select(o => new InMemoryTest(o, VqaEvaluation.Predict(model, test, batcher, BlipDecoding(job.ModelDir, o), device), null)).ToList();
         var adapter = SaveAdapter(model, strategy, Path.Combine(job.OutDir, "adapter"));
-        if (Lora.LayersOf(model).Count > 0) Lora.MergeAndUnload(model);   // model/ is a plain HF checkpoint
-        if (Ia3.LayersOf(model).Count > 0) Ia3.MergeAndUnload(model);
-        PrefixTuning.Unload(model);   // prompt-learning methods have no merged form: model/ is the base, adapter/ the prompt
-        PromptTuning.Unload(model);
+        bool adapterRequired = TrainedOutputs.Finalize(model, strategy);
         BlipModelFolder.Save(model, Path.Combine(job.OutDir, "model"), Path.Combine(job.ModelDir, BlipModelFolder.VocabFile));
         var summary = new JsonObject
         {
-            ["strategy"] = job.Strategy, ["learning_rate"] = lr, ["trainable"] = report.Trainable, ["total"] = report.Total,
+            ["task"] = "vqa", ["strategy"] = job.Strategy, ["learning_rate"] = lr, ["trainable"] = report.Trainable, ["total"] = report.Total,
             ["steps"] = result.Steps, ["train_seconds"] = result.TrainSeconds, ["steps_per_second"] = result.StepsPerSecond,
             ["peak_memory_bytes"] = result.PeakMemoryBytes, ["best_validation_acc"] = result.BestValidation, ["best_step"] = result.BestStep,
             ["towers"] = report.ToJson()["towers"]!.DeepClone(),
-            ["adapter"] = adapter,
+            ["adapter"] = adapter, [TrainedOutputs.AdapterRequiredKey] = adapterRequired,
             ["augmentation"] = AugmentationJson(job.Augmentation),
             ["data_wait_seconds"] = result.DataWaitSeconds, ["reproducibility"] = Reproducibility.Settings?.DeepClone(),
         };
         AtomicFile.WriteAllText(Path.Combine(job.OutDir, "train_summary.json"), summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        return new VqaTrainSummary(report, result, last, lr, job.OutDir);
+        return new FineTuneSummary(report, result, lr, job.OutDir, "vqa") { Tests = tests };
     }
+
+    /// <summary>BLIP VQA decoding: MISS's (beam 3, ≤ 9 tokens), else the folder's generation_config.json, then the overrides.</summary>
+    static GenerationOptions BlipDecoding(string modelDir, DecodingOverrides? overrides, GenerationOptions? fallback = null) =>
+        overrides is null ? fallback ?? VqaEvaluation.MissDecoding : overrides.ApplyTo(GenerationConfigFile.Read(modelDir).ForBlip(fallback ?? VqaEvaluation.MissDecoding));
 
     static TuningStrategy ParseStrategy(VqaTrainJob job, BlipTokenizer tokenizer) =>
         TuningStrategy.Parse(job.Strategy, TowerLayout.Blip, MethodOverrides(job, TowerLayout.Blip, text => tokenizer.Encode(text, int.MaxValue)));
@@ -112,62 +123,14 @@ public static class VqaJobs
         ["max_rotation_degrees"] = a.MaxRotationDegrees,
     };
 
-    /// <summary>Writes what was trained as a PEFT adapter next to the full model: LORA for LoRA strategies, an
-    /// LN_TUNING-style adapter (the tuned modules' parameters, PEFT's ln_tuning_layers keys) for intrinsic ones. Full
-    /// fine-tuning and mixed strategies have no adapter form; returns the PEFT type written or null.</summary>
-    public static string? SaveAdapter(TorchSharp.torch.nn.Module model, TuningStrategy strategy, string dir)
-    {
-        var methods = strategy.Terms.Select(t => t.Method).Distinct().ToList();
-        if (methods.All(m => m is LoraMethod))
-        {
-            var config = ((LoraMethod)methods[0]).Config ?? LoraMethod.DefaultFor(strategy.Layout);
-            PeftAdapters.SaveLora(model, dir, ScopedToAdaptedModules(model, config, strategy), taskType: null);
-            return "LORA";
-        }
-        if (methods.All(m => m is Ia3Method))
-        {
-            var config = ((Ia3Method)methods[0]).Config ?? Ia3Method.DefaultFor(strategy.Layout);
-            PeftAdapters.SaveIa3(model, dir, Ia3.ScopedConfig(model, config, strategy.Layout, strategy.Terms.SelectMany(t => t.Towers)), taskType: null);
-            return "IA3";
-        }
-        if (methods.All(m => m is PrefixTuningMethod))
-            return PeftAdapters.SavePromptLearning(model, dir, ((PrefixTuningMethod)methods[0]).Config, null, taskType: null);
-        if (methods.All(m => m is PTuningMethod))
-            return PeftAdapters.SavePromptLearning(model, dir, null, null, taskType: null);   // settings live on the towers
-        if (methods.All(m => m is PromptTuningMethod))
-            return PeftAdapters.SavePromptLearning(model, dir, null, ((PromptTuningMethod)methods[0]).Config, taskType: null);
-        if (methods.All(m => m is SelectiveTuning && m != SelectiveTuning.Full))
-        {
-            var tuned = model.named_modules()
-                .Where(x => x.name.Length > 0 && x.module.named_parameters(recurse: false).Any(p => p.parameter.requires_grad))
-                .Select(x => x.name).ToList();
-            PeftAdapters.SaveLnTuning(model, dir, tuned, taskType: null);
-            return "LN_TUNING";
-        }
-        return null;
-    }
+    /// <summary>Writes what was trained as a PEFT adapter next to the full model (<see cref="TuningStrategy.SaveAdapter"/>:
+    /// each method saves its own PEFT type; full fine-tuning and mixed strategies have none); returns the type or null.</summary>
+    public static string? SaveAdapter(TorchSharp.torch.nn.Module model, TuningStrategy strategy, string dir) => strategy.SaveAdapter(model, dir);
 
-    /// <summary>PEFT applies target_modules to the whole model, so a tower-scoped LoRA ("lora@text_decoder") is saved with
-    /// a full-match regex limited to its towers' prefixes; if that still selects other modules, with the exact names.</summary>
-    static LoraConfig ScopedToAdaptedModules(TorchSharp.torch.nn.Module model, LoraConfig config, TuningStrategy strategy)
+    internal static (VqaScores Scores, List<VqaPrediction> Predictions) EvaluateBlip(string modelDir, string dataDir, string format, string split,
+        GenerationOptions decoding, string device = "cpu", string normalization = "blip", string? adapterDir = null, DecodingOverrides? overrides = null)
     {
-        var adapted = Lora.LayersOf(model).Select(l => l.Name).ToHashSet();
-        var linears = model.named_modules().Where(x => x.name.Length > 0 && x.module is TorchSharp.Modules.Linear).Select(x => x.name).ToList();
-        bool Exact(LoraConfig c) => linears.Where(c.Targets).ToHashSet().SetEquals(adapted);
-        if (Exact(config)) return config;
-        var prefixes = strategy.Terms.SelectMany(t => t.Towers).Distinct().Select(t => System.Text.RegularExpressions.Regex.Escape(strategy.Layout.Towers[t]));
-        var targets = config.TargetModules.Select(System.Text.RegularExpressions.Regex.Escape);
-        var scoped = config with { TargetRegex = $"(?:{string.Join("|", prefixes)}).*\\.(?:{string.Join("|", targets)})" };
-        if (Exact(scoped)) return scoped;
-        return config with { TargetRegex = string.Join("|", adapted.Order(StringComparer.Ordinal).Select(System.Text.RegularExpressions.Regex.Escape)) };
-    }
-
-    public static (VqaScores Scores, List<VqaPrediction> Predictions) Evaluate(string modelDir, string dataDir, string format, string split,
-        GenerationOptions decoding, string device = "cpu", string normalization = "blip", string? adapterDir = null,
-        string? template = null, DecodingOverrides? overrides = null, Action<string>? log = null)
-    {
-        if (LlavaJobs.IsLlavaFolder(modelDir)) return LlavaJobs.Evaluate(modelDir, dataDir, format, split, overrides, device, normalization, adapterDir, template, log);
-        if (overrides is not null) decoding = overrides.ApplyTo(GenerationConfigFile.Read(modelDir).ForBlip(decoding));
+        decoding = BlipDecoding(modelDir, overrides, decoding);
         var dev = TorchRuntime.ResolveDevice(device);
         var tokenizer = BlipModelFolder.LoadTokenizer(modelDir);
         using var model = BlipModelFolder.Load(modelDir, dev);

@@ -28,4 +28,9 @@ public static class ModelUtils
         try { return build(); }
         finally { torch.set_default_device(torch.CPU); }
     }
+
+    /// <summary>As <see cref="On{T}(Device, Func{T})"/> with every floating parameter created in <paramref name="dtype"/>
+    /// (null = the default, fp32).</summary>
+    public static T On<T>(Device device, ScalarType? dtype, Func<T> build) =>
+        dtype is { } d ? Precision.WithDefault(d, () => On(device, build)) : On(device, build);
 }

@@ -33,7 +33,7 @@ public sealed record ModelSpec(
     /// <summary>Builds the model with every tensor on the meta device (names and shapes, no memory).</summary>
     public nn.Module BuildOnMeta() => ModelUtils.OnMeta(Create);
 
-    public nn.Module Build(Device device) => ModelUtils.On(device, Create);
+    public nn.Module Build(Device device, ScalarType? dtype = null) => ModelUtils.On(device, dtype, Create);
 }
 
 /// <summary>One registry of named architectures (for <c>medpeft inspect --arch</c> and the approval tests), plus
@@ -228,11 +228,13 @@ public static class Presets
     }
 
     /// <summary>Builds a folder's model on <paramref name="device"/> and loads its weights in whatever layout they are
-    /// (HF or original, single/sharded safetensors or pickles), strictly; the model is left in eval mode.</summary>
-    public static (nn.Module Model, ModelSpec Spec) LoadFolder(string dir, Device device)
+    /// (HF or original, single/sharded safetensors or pickles), strictly; the model is left in eval mode. With a
+    /// <paramref name="dtype"/> the model is built in it and each tensor is converted as it is copied in (no fp32
+    /// copy of the model ever exists).</summary>
+    public static (nn.Module Model, ModelSpec Spec) LoadFolder(string dir, Device device, ScalarType? dtype = null)
     {
         var spec = FromFolder(dir);
-        var model = spec.Build(device);
+        var model = spec.Build(device, dtype);
         CheckpointFiles.LoadInto(model, dir, spec.KeyLayout);
         model.eval();
         return (model, spec);

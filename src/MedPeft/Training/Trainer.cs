@@ -33,6 +33,8 @@ public sealed record TrainResult(int Steps, double TrainSeconds, double StepsPer
 {
     /// <summary>Seconds the training thread spent on or waiting for data (batch preparation) instead of computing.</summary>
     public double DataWaitSeconds { get; init; }
+    /// <summary>fp16 training: optimizer steps skipped because the loss-scaled gradients overflowed.</summary>
+    public int SkippedSteps { get; init; }
 }
 
 /// <summary>The training loop, as plain code: AdamW over the trainable parameters only (frozen ones get no optimizer
@@ -69,8 +71,11 @@ public static class Trainer
         if (train.Count == 0) throw new MedPeftException("the training split is empty");
         var trainable = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
         if (trainable.Count == 0) throw new MedPeftException("the strategy leaves no trainable parameter");
-        var decay = trainable.Where(p => !NoDecay(p.name, p.parameter)).Select(p => p.parameter).ToList();
-        var noDecay = trainable.Where(p => NoDecay(p.name, p.parameter)).Select(p => p.parameter).ToList();
+        // 16-bit models train through fp32 master weights (fp16 with dynamic loss scaling); fp32 ones are untouched.
+        using var masters = new MasterWeights(trainable.Select(p => p.parameter));
+        var scaler = trainable.Any(p => p.parameter.dtype == ScalarType.Float16) ? new LossScaler() : null;
+        var decay = trainable.Where(p => !NoDecay(p.name, p.parameter)).Select(p => masters.MasterOf(p.parameter)).ToList();
+        var noDecay = trainable.Where(p => NoDecay(p.name, p.parameter)).Select(p => masters.MasterOf(p.parameter)).ToList();
         var groups = new List<TorchSharp.Modules.AdamW.ParamGroup>();
         if (decay.Count > 0) groups.Add(new(decay, o.LearningRate, 0.9, 0.999, 1e-8, o.WeightDecay, false, false));
         if (noDecay.Count > 0) groups.Add(new(noDecay, o.LearningRate, 0.9, 0.999, 1e-8, 0.0, false, false));
@@ -101,7 +106,7 @@ public static class Trainer
         var validationClock = new Stopwatch();   // validation time is not training time
         double window = 0; int windowCount = 0;
         PeakMemory.Reset();
-        var trainParams = trainable.Select(p => p.parameter).ToList();
+        var trainParams = masters.Masters;
 
         model.train();
         for (int step = 0; step < total; step++)
@@ -115,15 +120,22 @@ public static class Trainer
                 var batch = NextBatch();
                 using var scope = torch.NewDisposeScope();
                 var l = loss(batch);
-                if (!double.IsFinite(l.item<float>())) throw new MedPeftException($"loss became {l.item<float>()} at step {step} (learning rate {lr:G3} too high?)");
-                (l / o.GradientAccumulation).backward();
+                if (!double.IsFinite(l.item<float>())) throw new TrainingDivergedException($"loss became {l.item<float>()} at step {step} (learning rate {lr:G3} too high?)");
+                (l * ((scaler?.Scale ?? 1.0) / o.GradientAccumulation)).backward();
                 stepLoss += l.item<float>() / o.GradientAccumulation;
             }
             using (torch.NewDisposeScope())
             {
-                if (o.MaxGradNorm > 0) torch.nn.utils.clip_grad_norm_(trainParams, o.MaxGradNorm);
-                optimizer.step();
+                bool finite = masters.GradientsToMasters(scaler?.Scale ?? 1.0, checkFinite: scaler is not null);
+                if (finite)
+                {
+                    if (o.MaxGradNorm > 0) torch.nn.utils.clip_grad_norm_(trainParams, o.MaxGradNorm);
+                    optimizer.step();
+                    masters.MastersToModel();
+                }
+                scaler?.Update(finite);
                 optimizer.zero_grad();
+                masters.ClearGradients();
             }
             window += stepLoss; windowCount++;
             int done = step + 1;
@@ -165,6 +177,7 @@ public static class Trainer
         return new TrainResult(total, seconds, total / seconds, curve, best, bestStep, peak)
         {
             DataWaitSeconds = prefetcher?.StallSeconds ?? dataClock.Elapsed.TotalSeconds,
+            SkippedSteps = scaler?.SkippedSteps ?? 0,
         };
     }
 

@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using System.Text.RegularExpressions;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -24,7 +23,7 @@ public sealed record Ia3Config
     /// "output.dense" is a suffix, so it also selects the attention output projections (self and cross), as in PEFT.</summary>
     public static readonly Ia3Config Bert = new() { TargetModules = ["key", "value", "output.dense"], FeedforwardModules = ["output.dense"] };
 
-    public bool Targets(string moduleName) => new LoraConfig { TargetModules = TargetModules, TargetRegex = TargetRegex }.Targets(moduleName);
+    public bool Targets(string moduleName) => LoraConfig.Targets(moduleName, TargetModules, TargetRegex);
 
     public bool IsFeedforward(string moduleName) =>
         FeedforwardRegex is not null ? Regex.IsMatch(moduleName, "^(?:" + FeedforwardRegex + ")$", RegexOptions.CultureInvariant)
@@ -39,149 +38,99 @@ public sealed record Ia3Config
     }
 }
 
-/// <summary>One (IA)³-adapted Linear: its vector <c>ia3_l</c> (registered on the Linear, fp32, 1-D: [in] for a
-/// feed-forward module, [out] otherwise — PEFT stores [1, in] / [out, 1]; the adapter file uses PEFT's shapes, and the
-/// 1-D form keeps the vector out of weight decay, which would pull it towards 0 instead of its identity value 1).</summary>
-public sealed class Ia3Layer
+/// <summary>PEFT's ia3.Linear: wraps the Linear (<c>base_layer</c>) with a vector <c>ia3_l</c>, initialised to ones,
+/// that multiplies the layer's output (keys, values) or — for a feed-forward module — its input:
+/// <c>y = W(x ⊙ l) + b</c>. Computed in the vector's dtype (fp32) and cast back, as PEFT. The vector is 1-D: [in] for
+/// a feed-forward module, [out] otherwise — PEFT stores [1, in] / [out, 1]; the adapter file uses PEFT's shapes, and
+/// the 1-D form keeps the vector out of weight decay, which would pull it towards 0 instead of its identity value 1.
+/// Merge multiplies the weight's columns, or its rows and the bias.</summary>
+public sealed class Ia3Linear : AdaptedLinear
 {
-    public required string Name { get; init; }
-    public required Linear Base { get; init; }
-    public required Parameter Vector { get; init; }
-    public required bool IsFeedforward { get; init; }
-    public bool Merged { get; internal set; }
-    public long Calls { get; internal set; }
-    internal List<Action> Remove { get; } = [];
+    public Parameter ia3_l;
+    public bool IsFeedforward { get; }
+    public Parameter Vector => ia3_l;
+
+    public Ia3Linear(string name, Linear baseLayer, bool feedforward, bool initOnes) : base(nameof(Ia3Linear), name, baseLayer)
+    {
+        var w = baseLayer.weight!;
+        IsFeedforward = feedforward;
+        long size = feedforward ? w.shape[1] : w.shape[0];
+        ia3_l = new Parameter(initOnes ? torch.ones(size, dtype: ScalarType.Float32, device: w.device)
+            : torch.randn(size, dtype: ScalarType.Float32, device: w.device), requires_grad: true);
+        register_parameter("ia3_l", ia3_l);
+    }
 
     /// <summary>The vector in PEFT's stored shape: [1, in] (feed-forward) or [out, 1].</summary>
-    public Tensor PeftShaped() => IsFeedforward ? Vector.view(1, -1) : Vector.view(-1, 1);
+    public Tensor PeftShaped() => IsFeedforward ? ia3_l.view(1, -1) : ia3_l.view(-1, 1);
+
+    public override Tensor forward(Tensor x)
+    {
+        if (Merged) return base_layer.call(x);
+        using var scope = torch.NewDisposeScope();
+        if (IsFeedforward) return base_layer.call((x.to(ScalarType.Float32) * ia3_l).to(x.dtype)).MoveToOuterDisposeScope();
+        var y = base_layer.call(x);
+        return (y.to(ScalarType.Float32) * ia3_l).to(y.dtype).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>W·diag(l) for a feed-forward module, diag(l)·W and b⊙l otherwise.</summary>
+    public override void Merge()
+    {
+        if (Merged) return;
+        using var _ = torch.no_grad();
+        var w = base_layer.weight!;
+        w.copy_((w.to(ScalarType.Float32) * PeftShaped()).to(w.dtype));
+        if (!IsFeedforward && base_layer.bias is { } b) b.copy_((b.to(ScalarType.Float32) * ia3_l).to(b.dtype));
+        Merged = true;
+    }
+
+    /// <summary>Divides the vector out again (PEFT adds 1e-8 to avoid division by zero; inexact by rounding).</summary>
+    public override void Unmerge()
+    {
+        if (!Merged) return;
+        using var _ = torch.no_grad();
+        var w = base_layer.weight!;
+        w.copy_((w.to(ScalarType.Float32) / (PeftShaped() + 1e-8)).to(w.dtype));
+        if (!IsFeedforward && base_layer.bias is { } b) b.copy_((b.to(ScalarType.Float32) / (ia3_l + 1e-8)).to(b.dtype));
+        Merged = false;
+    }
+
+    protected override void DisposeAdapter() => ia3_l.Dispose();
 }
 
 /// <summary>(IA)³ (Liu et al. 2022, "Few-Shot Parameter-Efficient Fine-Tuning is Better and Cheaper than In-Context
-/// Learning") as PEFT 0.11 implements it for nn.Linear: a learned vector, initialised to ones, multiplies the output of
-/// the targeted layer (keys, values) or — for feed-forward modules — its input: <c>y = W(x ⊙ l) + b</c>. Computed in
-/// the vector's dtype (fp32) and cast back, as PEFT. Added through forward (pre-)hooks on the Linear, so the model must
-/// call its projections with <c>.call(x)</c>. Merge multiplies the weight's rows (and the bias) or its columns.</summary>
+/// Learning") as PEFT 0.11 implements it for nn.Linear: each targeted Linear is replaced by an <see cref="Ia3Linear"/>
+/// wrapping it.</summary>
 public static class Ia3
 {
-    static readonly ConditionalWeakTable<nn.Module, Ia3Layer> Layers = new();
+    public static List<Ia3Linear> LayersOf(nn.Module model) => AdaptedLinear.In<Ia3Linear>(model);
 
-    public static List<Ia3Layer> LayersOf(nn.Module model)
-    {
-        var list = new List<Ia3Layer>();
-        foreach (var (_, m) in model.named_modules())
-            if (Layers.TryGetValue(m, out var layer)) list.Add(layer);
-        return list;
-    }
-
-    /// <summary>Adds (IA)³ vectors to every targeted nn.Linear passing <paramref name="within"/>. Throws when nothing
-    /// matches or a match is not an nn.Linear.</summary>
-    public static List<Ia3Layer> Apply(nn.Module model, Ia3Config config, Func<string, bool>? within = null, string source = "IA3")
+    /// <summary>Wraps every targeted nn.Linear passing <paramref name="within"/>. Throws when nothing matches or a match is
+    /// not an nn.Linear. Already adapted layers are kept (vector set trainable).</summary>
+    public static List<Ia3Linear> Apply(nn.Module model, Ia3Config config, Func<string, bool>? within = null, string source = "IA3")
     {
         config.Validate(source);
-        var targets = model.named_modules()
-            .Where(x => x.name.Length > 0 && (within is null || within(x.name)) && config.Targets(x.name))
-            .Select(x => (x.name, x.module)).ToList();
-        if (targets.Count == 0)
-            throw new MedPeftException($"{source}: IA3 target modules {(config.TargetRegex is not null ? $"\"{config.TargetRegex}\"" : "[" + string.Join(", ", config.TargetModules) + "]")} not found in the model");
-        var bad = targets.Where(t => t.module is not Linear).Select(t => $"{t.name} ({t.module.GetType().Name})").ToList();
-        if (bad.Count > 0)
-            throw new MedPeftException($"{source}: IA3 supports nn.Linear targets only; not supported: {string.Join(", ", bad.Take(5))}{(bad.Count > 5 ? ", …" : "")}");
-        var result = new List<Ia3Layer>();
-        foreach (var (name, m) in targets)
-        {
-            if (Layers.TryGetValue(m, out var existing)) { existing.Vector.requires_grad = true; result.Add(existing); continue; }
-            result.Add(Attach(name, (Linear)m, config));
-        }
-        return result;
+        var layers = AdaptedLinear.WrapTargets(model, n => (within is null || within(n)) && config.Targets(n),
+            (name, linear) => new Ia3Linear(name, linear, config.IsFeedforward(name), config.InitIa3Weights), "IA3",
+            config.TargetRegex is not null ? $"\"{config.TargetRegex}\"" : "[" + string.Join(", ", config.TargetModules) + "]", source);
+        foreach (var l in layers) l.ia3_l.requires_grad = true;
+        return layers;
     }
 
-    static Ia3Layer Attach(string name, Linear linear, Ia3Config config)
-    {
-        var w = linear.weight!;
-        bool ff = config.IsFeedforward(name);
-        long size = ff ? w.shape[1] : w.shape[0];
-        var vector = new Parameter(config.InitIa3Weights
-            ? torch.ones(size, dtype: ScalarType.Float32, device: w.device)
-            : torch.randn(size, dtype: ScalarType.Float32, device: w.device), requires_grad: true);
-        linear.register_parameter("ia3_l", vector);
-        var layer = new Ia3Layer { Name = name, Base = linear, Vector = vector, IsFeedforward = ff };
-        if (ff)
-        {
-            var h = linear.register_forward_pre_hook((m, x) =>
-            {
-                layer.Calls++;
-                if (layer.Merged) return x;
-                return (x.to(ScalarType.Float32) * layer.Vector).to(x.dtype);
-            });
-            layer.Remove.Add(() => h.remove());
-        }
-        else
-        {
-            var h = linear.register_forward_hook((m, x, y) =>
-            {
-                layer.Calls++;
-                if (layer.Merged) return y;
-                return (y.to(ScalarType.Float32) * layer.Vector).to(y.dtype);
-            });
-            layer.Remove.Add(() => h.remove());
-        }
-        Layers.Add(linear, layer);
-        return layer;
-    }
+    public static void Merge(nn.Module model) { foreach (var l in LayersOf(model)) l.Merge(); }
 
-    /// <summary>Folds the vectors into the weights: W·diag(l) for feed-forward modules, diag(l)·W and b⊙l otherwise.</summary>
-    public static void Merge(nn.Module model)
-    {
-        using var _ = torch.no_grad();
-        foreach (var l in LayersOf(model))
-        {
-            if (l.Merged) continue;
-            var w = l.Base.weight!;
-            w.copy_((w.to(ScalarType.Float32) * l.PeftShaped()).to(w.dtype));
-            if (!l.IsFeedforward && l.Base.bias is { } b) b.copy_((b.to(ScalarType.Float32) * l.Vector).to(b.dtype));
-            l.Merged = true;
-        }
-    }
+    public static void Unmerge(nn.Module model) { foreach (var l in LayersOf(model)) l.Unmerge(); }
 
-    /// <summary>Divides the vectors out again (PEFT adds 1e-8 to avoid division by zero; inexact by rounding).</summary>
-    public static void Unmerge(nn.Module model)
-    {
-        using var _ = torch.no_grad();
-        foreach (var l in LayersOf(model))
-        {
-            if (!l.Merged) continue;
-            var w = l.Base.weight!;
-            w.copy_((w.to(ScalarType.Float32) / (l.PeftShaped() + 1e-8)).to(w.dtype));
-            if (!l.IsFeedforward && l.Base.bias is { } b) b.copy_((b.to(ScalarType.Float32) / (l.Vector + 1e-8)).to(b.dtype));
-            l.Merged = false;
-        }
-    }
-
-    /// <summary>Merges, then removes hooks and vectors: a plain model with the base parameter names only.</summary>
-    public static void MergeAndUnload(nn.Module model)
-    {
-        Merge(model);
-        foreach (var l in LayersOf(model))
-        {
-            foreach (var r in l.Remove) r();
-            ModuleSurgery.RemoveParameter(l.Base, "ia3_l");
-            Layers.Remove(l.Base);
-        }
-    }
+    /// <summary>Merges, then unwraps: a plain model with the base parameter names only.</summary>
+    public static void MergeAndUnload(nn.Module model) => AdaptedLinear.MergeAndUnload<Ia3Linear>(model);
 
     /// <summary>The config to save so that PEFT, which matches target_modules over the whole model, adapts exactly the
-    /// modules adapted here (a tower-scoped "ia3@llm" would otherwise also hit CLIP's k_proj/v_proj): the config itself
-    /// when it already does, else a full-match regex limited to the towers' prefixes, else the exact module names.</summary>
+    /// modules adapted here (a tower-scoped "ia3@llm" would otherwise also hit CLIP's k_proj/v_proj).</summary>
     public static Ia3Config ScopedConfig(nn.Module model, Ia3Config config, TowerLayout layout, IEnumerable<string> towers)
     {
         var adapted = LayersOf(model).Select(l => l.Name).ToHashSet();
-        var linears = model.named_modules().Where(x => x.name.Length > 0 && x.module is Linear).Select(x => x.name).ToList();
-        bool Exact(Ia3Config c) => linears.Where(c.Targets).ToHashSet().SetEquals(adapted);
-        if (Exact(config)) return config;
-        var prefixes = towers.Distinct().Select(t => Regex.Escape(layout.Towers[t]));
-        var scoped = config with { TargetRegex = $"(?:{string.Join("|", prefixes)}).*\\.(?:{string.Join("|", config.TargetModules.Select(Regex.Escape))})" };
-        if (Exact(scoped)) return scoped;
-        return config with { TargetRegex = string.Join("|", adapted.Order(StringComparer.Ordinal).Select(Regex.Escape)) };
+        var regex = TowerScope.ScopedTargetRegex(AdaptedLinear.AdaptableNames(model), adapted,
+            r => r is null ? config.Targets : n => LoraConfig.Targets(n, [], r), config.TargetModules, layout, towers);
+        return regex is null ? config : config with { TargetRegex = regex };
     }
 
     /// <summary>The vectors by PEFT key (<c>base_model.model.&lt;module&gt;.ia3_l</c>) in PEFT's shapes (views).</summary>
@@ -192,19 +141,34 @@ public static class Ia3
 /// <summary>IA3 as a tuning method ("ia3", "ia3@llm", "ia3@text_decoder", …): vectors on the targeted Linear layers
 /// inside the chosen towers. Defaults are PEFT's per model type — LLaMA k_proj, v_proj, down_proj (feed-forward:
 /// down_proj); BERT-like BLIP text towers key, value, output.dense (feed-forward: output.dense), which is also MILE's
-/// setting on MISS (paper-facts.md).</summary>
+/// setting on MISS (paper-facts.md). Saved as PEFT's IA3; merges into the weights.</summary>
 public sealed class Ia3Method(Ia3Config? config = null) : ITuningMethod
 {
     public Ia3Config? Config { get; } = config;
     public string Name => "ia3";
     public string Description => "(IA)³ scaling vectors on keys, values and feed-forward inputs";
+    public string? PeftType => "IA3";
+    public bool CanMerge => true;
 
     public static Ia3Config DefaultFor(TowerLayout layout) =>
         ReferenceEquals(layout, TowerLayout.Blip) ? Ia3Config.Bert : Ia3Config.Llama;
 
-    public void Apply(nn.Module model, TowerLayout layout, IReadOnlyList<string> towers)
+    public void Apply(nn.Module model, TowerLayout layout, IReadOnlyList<string> towers) =>
+        Ia3.Apply(model, Config ?? DefaultFor(layout), TowerScope.Within(layout, towers), $"ia3@{string.Join(",", towers)}");
+
+    public void SaveAdapter(nn.Module model, TowerLayout layout, IReadOnlyList<string> towers, string dir, string? taskType) =>
+        PeftAdapters.SaveIa3(model, dir, Ia3.ScopedConfig(model, Config ?? DefaultFor(layout), layout, towers), taskType);
+
+    public ITuningMethod Load(nn.Module model, PeftAdapterConfig config, IReadOnlyDictionary<string, Tensor> state, string source, bool trainable)
     {
-        var config = Config ?? DefaultFor(layout);
-        Ia3.Apply(model, config, TowerScope.Within(layout, towers), $"ia3@{string.Join(",", towers)}");
+        Ia3.Apply(model, config.Ia3!, source: Path.Combine(source, PeftAdapters.ConfigFile));
+        PeftAdapters.CopyInto(Ia3.AdapterTensors(model), state, source);
+        foreach (var l in Ia3.LayersOf(model)) l.ia3_l.requires_grad = trainable;
+        return new Ia3Method(config.Ia3);
+    }
+
+    public void Finalize(nn.Module model, FinalizeMode mode)
+    {
+        if (mode != FinalizeMode.KeepAdapter) Ia3.MergeAndUnload(model);
     }
 }

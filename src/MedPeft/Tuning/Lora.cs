@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using System.Text.RegularExpressions;
 using MedPeft.Models;
 using TorchSharp;
@@ -10,7 +9,8 @@ namespace MedPeft.Tuning;
 /// <summary>LoRA settings with PEFT's (0.11) meaning. <see cref="TargetModules"/> matches module names by suffix
 /// (<c>name == t</c> or <c>name.EndsWith("." + t)</c>); <see cref="TargetRegex"/>, when set, replaces it with a
 /// full-match regex over the whole module name (PEFT's string form of target_modules). Scaling is
-/// <c>lora_alpha / r</c>, or <c>lora_alpha / √r</c> with <see cref="UseRslora"/>. Only bias "none" is supported.</summary>
+/// <c>lora_alpha / r</c>, or <c>lora_alpha / √r</c> with <see cref="UseRslora"/>. Only bias "none" is supported.
+/// <see cref="UseDora"/> is PEFT's use_dora (the "dora" method).</summary>
 public sealed record LoraConfig
 {
     public int R { get; init; } = 8;
@@ -19,15 +19,18 @@ public sealed record LoraConfig
     public IReadOnlyList<string> TargetModules { get; init; } = ["q_proj", "v_proj"];
     public string? TargetRegex { get; init; }
     public bool UseRslora { get; init; }
+    public bool UseDora { get; init; }
     public string Bias { get; init; } = "none";
 
     public double Scaling => UseRslora ? LoraAlpha / Math.Sqrt(R) : LoraAlpha / R;
 
     /// <summary>PEFT's check_target_module_exists (without layers_to_transform).</summary>
-    public bool Targets(string moduleName)
+    public bool Targets(string moduleName) => Targets(moduleName, TargetModules, TargetRegex);
+
+    public static bool Targets(string moduleName, IReadOnlyList<string> targetModules, string? targetRegex)
     {
-        if (TargetRegex is not null) return Regex.IsMatch(moduleName, "^(?:" + TargetRegex + ")$", RegexOptions.CultureInvariant);
-        return TargetModules.Any(t => moduleName == t || moduleName.EndsWith("." + t, StringComparison.Ordinal));
+        if (targetRegex is not null) return Regex.IsMatch(moduleName, "^(?:" + targetRegex + ")$", RegexOptions.CultureInvariant);
+        return targetModules.Any(t => moduleName == t || moduleName.EndsWith("." + t, StringComparison.Ordinal));
     }
 
     public LoraConfig Validate(string source)
@@ -40,227 +43,303 @@ public sealed record LoraConfig
     }
 }
 
-/// <summary>The LoRA state of one adapted nn.Linear: its low-rank factors (registered on the Linear itself as
-/// children <c>lora_A</c> [r, in] and <c>lora_B</c> [out, r], so parameter names are PEFT's
-/// <c>&lt;module&gt;.lora_A.weight</c> / <c>.lora_B.weight</c>), scaling, dropout and whether ΔW is merged into W.</summary>
-public sealed class LoraLayer
+/// <summary>A Linear wrapped by a PEFT layer (PEFT's BaseTunerLayer): the original module is its <c>base_layer</c>, so
+/// the live parameter names are PEFT's (<c>q_proj.base_layer.weight</c>, <c>q_proj.lora_A.weight</c>).</summary>
+public abstract class AdaptedLinear : nn.Module<Tensor, Tensor>
 {
-    public required string Name { get; init; }
-    public required Linear Base { get; init; }
-    public required Linear A { get; init; }
-    public required Linear B { get; init; }
-    public required double Scaling { get; init; }
-    public required double Dropout { get; init; }
-    public bool Merged { get; internal set; }
-    /// <summary>How often the forward hook ran (a model that calls Linear.forward directly never runs it).</summary>
-    public long Calls { get; internal set; }
-    internal Action? RemoveHook { get; set; }
+    public Linear base_layer;
+    /// <summary>The module's name in the model the method was applied to (adapter keys are built from it).</summary>
+    public string Name { get; }
+    public bool Merged { get; protected set; }
+    public Linear Base => base_layer;
 
-    /// <summary>ΔW = scaling · B·A in fp32, shape [out, in].</summary>
-    public Tensor DeltaWeight() => torch.matmul(B.weight!, A.weight!) * Scaling;
-}
-
-/// <summary>LoRA (Hu et al. 2021) as PEFT 0.11 implements it for nn.Linear: <c>y = W x + b + s · B(A(dropout(x)))</c>,
-/// A kaiming-uniform(a = √5), B zeros, factors in fp32 whatever the base dtype (the base output is cast back to its
-/// dtype). The base weights are never touched unless merged. The extra term is added by a forward hook on the
-/// targeted Linear, so the model code must invoke its projections through <c>Module.call(x)</c> (which runs hooks),
-/// not <c>forward(x)</c>.</summary>
-public static class Lora
-{
-    static readonly ConditionalWeakTable<nn.Module, LoraLayer> Layers = new();
-
-    /// <summary>The adapted Linear layers of a model, by module name (relative to <paramref name="model"/>).</summary>
-    public static List<LoraLayer> LayersOf(nn.Module model)
+    protected AdaptedLinear(string typeName, string name, Linear baseLayer) : base(typeName)
     {
-        var list = new List<LoraLayer>();
-        foreach (var (name, m) in model.named_modules())
-            if (Layers.TryGetValue(m, out var layer)) list.Add(layer);
-        return list;
+        Name = name;
+        base_layer = baseLayer;
+        register_module("base_layer", baseLayer);
+        RegisterComponents();   // now, so later fields (caches) are never picked up as buffers; children are registered explicitly
     }
 
-    /// <summary>Names of the modules the config targets (PEFT's matching), optionally within a name filter.</summary>
-    public static List<(string Name, nn.Module Module)> TargetedModules(nn.Module model, LoraConfig config, Func<string, bool>? within = null)
+    /// <summary>Folds the adapter into base_layer's weight (the forward then skips the adapter term).</summary>
+    public abstract void Merge();
+    /// <summary>Takes the adapter out of the weight again (exact up to rounding).</summary>
+    public abstract void Unmerge();
+
+    /// <summary>Every adapted Linear of a model (any method), in module order.</summary>
+    public static List<T> In<T>(nn.Module model) where T : AdaptedLinear =>
+        model.named_modules().Select(x => x.module).OfType<T>().ToList();
+
+    /// <summary>Names of the modules inside wrappers (base_layer, lora_A, …): never targets of their own.</summary>
+    static HashSet<string> InsideWrappers(nn.Module model)
     {
-        var list = new List<(string, nn.Module)>();
+        var inside = new HashSet<string>();
         foreach (var (name, m) in model.named_modules())
-        {
-            if (name.Length == 0 || (within is not null && !within(name))) continue;
-            if (name.EndsWith(".lora_A", StringComparison.Ordinal) || name.EndsWith(".lora_B", StringComparison.Ordinal)) continue;
-            if (config.Targets(name)) list.Add((name, m));
-        }
-        return list;
+            if (m is AdaptedLinear && !inside.Contains(name))
+                foreach (var (child, _) in m.named_modules()) if (child.Length > 0) inside.Add(name + "." + child);
+        return inside;
     }
 
-    /// <summary>Adds LoRA to every targeted nn.Linear (optionally only those whose name passes <paramref name="within"/>);
-    /// the new factors train, nothing else changes. Already adapted layers are left as they are (factors set trainable).
-    /// Throws when nothing matches or a match is not an nn.Linear.</summary>
-    public static List<LoraLayer> Apply(nn.Module model, LoraConfig config, Func<string, bool>? within = null, string source = "LoRA")
+    /// <summary>Names of the Linear modules a method could adapt: plain Linears and already wrapped ones, not the
+    /// Linears inside a wrapper.</summary>
+    public static List<string> AdaptableNames(nn.Module model)
     {
-        config.Validate(source);
-        var targets = TargetedModules(model, config, within);
-        if (targets.Count == 0)
-            throw new MedPeftException($"{source}: target modules {(config.TargetRegex is not null ? $"\"{config.TargetRegex}\"" : "[" + string.Join(", ", config.TargetModules) + "]")} not found in the model");
-        var bad = targets.Where(t => t.Module is not Linear).Select(t => $"{t.Name} ({t.Module.GetType().Name})").ToList();
+        var inside = InsideWrappers(model);
+        return model.named_modules().Where(x => x.name.Length > 0 && x.module is Linear or AdaptedLinear && !inside.Contains(x.name))
+            .Select(x => x.name).ToList();
+    }
+
+    /// <summary>Wraps each targeted Linear of <paramref name="model"/> with <paramref name="wrap"/> (already wrapped ones
+    /// of this kind are returned as they are; other modules are refused with one line).</summary>
+    internal static List<T> WrapTargets<T>(nn.Module model, Func<string, bool> targets, Func<string, Linear, T> wrap, string what,
+        string targetText, string source) where T : AdaptedLinear
+    {
+        var inside = InsideWrappers(model);
+        var matches = model.named_modules().Where(x => x.name.Length > 0 && !inside.Contains(x.name) && targets(x.name))
+            .Select(x => (x.name, x.module)).ToList();
+        if (matches.Count == 0) throw new MedPeftException($"{source}: target modules {targetText} not found in the model");
+        var bad = matches.Where(t => t.module is not (Linear or T)).Select(t => $"{t.name} ({t.module.GetType().Name})").ToList();
         if (bad.Count > 0)
-            throw new MedPeftException($"{source}: LoRA supports nn.Linear targets only; not supported: {string.Join(", ", bad.Take(5))}{(bad.Count > 5 ? ", …" : "")}");
-        var result = new List<LoraLayer>();
-        foreach (var (name, m) in targets)
+            throw new MedPeftException($"{source}: {what} supports nn.Linear targets only; not supported: {string.Join(", ", bad.Take(5))}{(bad.Count > 5 ? ", …" : "")}");
+        var result = new List<T>();
+        foreach (var (name, m) in matches)
         {
-            if (Layers.TryGetValue(m, out var existing))
-            {
-                existing.A.weight!.requires_grad = true;
-                existing.B.weight!.requires_grad = true;
-                result.Add(existing);
-                continue;
-            }
-            result.Add(Attach(name, (Linear)m, config));
+            if (m is T existing) { result.Add(existing); continue; }
+            var wrapper = wrap(name, (Linear)m);
+            wrapper.train(m.training);   // the mode of the model it joins (new modules start in training mode)
+            ModuleSurgery.Replace(model, name, wrapper);
+            result.Add(wrapper);
         }
         return result;
     }
 
-    static LoraLayer Attach(string name, Linear linear, LoraConfig config)
+    /// <summary>PEFT's merge_and_unload for these layers: merges, then puts each base Linear back in its wrapper's place,
+    /// leaving a model whose state_dict has exactly the base names.</summary>
+    internal static void MergeAndUnload<T>(nn.Module model) where T : AdaptedLinear
     {
-        var w = linear.weight!;
+        foreach (var (name, m) in model.named_modules().Where(x => x.module is T).ToList())
+        {
+            var layer = (T)m;
+            layer.Merge();
+            ModuleSurgery.Replace(model, name, layer.base_layer);
+            layer.DisposeAdapter();
+        }
+    }
+
+    /// <summary>Frees the adapter's own tensors (the base layer lives on in the model).</summary>
+    protected abstract void DisposeAdapter();
+}
+
+/// <summary>PEFT's lora.Linear: <c>y = base_layer(x) + s · lora_B(lora_A(dropout(x)))</c>, the factors in fp32 whatever
+/// the base dtype (the result is cast back to the base output's dtype), A kaiming-uniform(a = √5), B zeros. Merge adds
+/// ΔW = s·B·A to the base weight; the forward then is the base layer alone.</summary>
+public class LoraLinear : AdaptedLinear
+{
+    public Linear lora_A;
+    public Linear lora_B;
+    public double Scaling { get; }
+    public double Dropout { get; }
+    public Linear A => lora_A;
+    public Linear B => lora_B;
+
+    public LoraLinear(string name, Linear baseLayer, LoraConfig config) : this(nameof(LoraLinear), name, baseLayer, config) { }
+
+    protected LoraLinear(string typeName, string name, Linear baseLayer, LoraConfig config) : base(typeName, name, baseLayer)
+    {
+        var w = baseLayer.weight!;
         long outF = w.shape[0], inF = w.shape[1];
-        var dev = w.device;
-        var a = nn.Linear(inF, config.R, hasBias: false, device: dev, dtype: ScalarType.Float32);
-        var b = nn.Linear(config.R, outF, hasBias: false, device: dev, dtype: ScalarType.Float32);
+        lora_A = nn.Linear(inF, config.R, hasBias: false, device: w.device, dtype: ScalarType.Float32);
+        lora_B = nn.Linear(config.R, outF, hasBias: false, device: w.device, dtype: ScalarType.Float32);
         using (torch.no_grad())
         {
-            nn.init.kaiming_uniform_(a.weight!, a: Math.Sqrt(5));
-            nn.init.zeros_(b.weight!);
+            nn.init.kaiming_uniform_(lora_A.weight!, a: Math.Sqrt(5));
+            nn.init.zeros_(lora_B.weight!);
         }
-        a.weight!.requires_grad = true;
-        b.weight!.requires_grad = true;
-        linear.register_module("lora_A", a);
-        linear.register_module("lora_B", b);
-        var layer = new LoraLayer { Name = name, Base = linear, A = a, B = b, Scaling = config.Scaling, Dropout = config.LoraDropout };
-        var remover = linear.register_forward_hook((m, x, y) =>
-        {
-            layer.Calls++;
-            if (layer.Merged) return y;
-            var h = x.to(ScalarType.Float32);
-            if (layer.Dropout > 0 && m.training) h = nn.functional.dropout(h, layer.Dropout, training: true);
-            var delta = layer.B.forward(layer.A.forward(h)) * layer.Scaling;
-            return (y + delta).to(y.dtype);
-        });
-        layer.RemoveHook = () => remover.remove();
-        Layers.Add(linear, layer);
-        return layer;
+        register_module("lora_A", lora_A);
+        register_module("lora_B", lora_B);
+        Scaling = config.Scaling;
+        Dropout = config.LoraDropout;
+        SetTrainable(true);
     }
 
-    /// <summary>W += s·B·A in every adapted layer (the hook then adds nothing). Idempotent per layer.</summary>
-    public static void Merge(nn.Module model)
+    public virtual void SetTrainable(bool on)
+    {
+        lora_A.weight!.requires_grad = on;
+        lora_B.weight!.requires_grad = on;
+    }
+
+    /// <summary>PEFT's get_delta_weight: ΔW = scaling · B·A in fp32, shape [out, in].</summary>
+    public Tensor DeltaWeight() => torch.matmul(lora_B.weight!, lora_A.weight!) * Scaling;
+
+    protected Tensor DropoutOf(Tensor x)
+    {
+        var h = x.to(ScalarType.Float32);
+        return Dropout > 0 && training ? nn.functional.dropout(h, Dropout, training: true) : h;
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        var y = base_layer.call(x);
+        if (Merged) return y;
+        using var scope = torch.NewDisposeScope();
+        var delta = lora_B.call(lora_A.call(DropoutOf(x))) * Scaling;
+        return (y + delta).to(y.dtype).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The base weight with the adapter folded in (a new tensor; the layer is unchanged).</summary>
+    public virtual Tensor MergedWeight()
     {
         using var _ = torch.no_grad();
-        foreach (var l in LayersOf(model))
-        {
-            if (l.Merged) continue;
-            var w = l.Base.weight!;
-            w.add_(l.DeltaWeight().to(w.dtype));
-            l.Merged = true;
-        }
+        var w = base_layer.weight!;
+        return w + DeltaWeight().to(w.dtype);
     }
 
-    /// <summary>W −= s·B·A in every merged layer (exact up to fp32 rounding).</summary>
-    public static void Unmerge(nn.Module model)
+    public override void Merge()
     {
+        if (Merged) return;
         using var _ = torch.no_grad();
-        foreach (var l in LayersOf(model))
-        {
-            if (!l.Merged) continue;
-            var w = l.Base.weight!;
-            w.sub_(l.DeltaWeight().to(w.dtype));
-            l.Merged = false;
-        }
+        var w = base_layer.weight!;
+        w.add_(DeltaWeight().to(w.dtype));
+        Merged = true;
     }
 
-    /// <summary>PEFT's merge_and_unload: merges, then removes the hooks and the lora_A/lora_B children, leaving a plain
-    /// model whose state_dict has exactly the base names.</summary>
-    public static void MergeAndUnload(nn.Module model)
+    public override void Unmerge()
     {
-        Merge(model);
-        Unload(model);
+        if (!Merged) return;
+        using var _ = torch.no_grad();
+        var w = base_layer.weight!;
+        w.sub_(DeltaWeight().to(w.dtype));
+        Merged = false;
     }
 
-    /// <summary>Removes LoRA without merging (PEFT's unload): merged layers keep their merged weights.</summary>
-    public static void Unload(nn.Module model)
+    /// <summary>The adapter tensors by PEFT key (<c>base_model.model.&lt;module&gt;.lora_A.weight</c>, …).</summary>
+    public virtual IEnumerable<(string Key, Tensor Tensor)> AdapterTensors()
     {
-        foreach (var l in LayersOf(model))
-        {
-            l.RemoveHook?.Invoke();
-            l.RemoveHook = null;
-            RemoveChild(l.Base, "lora_A");
-            RemoveChild(l.Base, "lora_B");
-            Layers.Remove(l.Base);
-            l.A.Dispose();
-            l.B.Dispose();
-        }
+        yield return (PeftAdapters.Prefix + Name + ".lora_A.weight", lora_A.weight!);
+        yield return (PeftAdapters.Prefix + Name + ".lora_B.weight", lora_B.weight!);
     }
 
-    static readonly System.Reflection.FieldInfo? SubmodulesField =
-        typeof(nn.Module).GetField("_internal_submodules", System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Public);
+    protected override void DisposeAdapter() { lora_A.Dispose(); lora_B.Dispose(); }
+}
 
-    static void RemoveChild(nn.Module parent, string name)
+/// <summary>LoRA (Hu et al. 2021) as PEFT 0.11 implements it for nn.Linear: each targeted Linear is replaced by a
+/// <see cref="LoraLinear"/> wrapping it (PEFT's lora.Linear), so the model code calls the wrapper wherever it called
+/// the Linear. The base weights are never touched unless merged.</summary>
+public static class Lora
+{
+    /// <summary>The LoRA-adapted Linear layers of a model (DoRA's too), in module order.</summary>
+    public static List<LoraLinear> LayersOf(nn.Module model) => AdaptedLinear.In<LoraLinear>(model);
+
+    /// <summary>Wraps every targeted nn.Linear (optionally only those whose name passes <paramref name="within"/>) with
+    /// LoRA (<see cref="LoraConfig.UseDora"/>: DoRA); the new tensors train, nothing else changes. Already adapted layers
+    /// are left as they are (their tensors set trainable). Throws when nothing matches or a match is not an nn.Linear.</summary>
+    public static List<LoraLinear> Apply(nn.Module model, LoraConfig config, Func<string, bool>? within = null, string source = "LoRA")
     {
-        if (SubmodulesField?.GetValue(parent) is TorchSharp.Utils.OrderedDict<string, nn.Module> dict) dict.Remove(name);
-        else throw new MedPeftException("LoRA unload: this TorchSharp version does not expose a module's children for removal");
+        config.Validate(source);
+        var what = config.UseDora ? "DoRA" : "LoRA";
+        var layers = AdaptedLinear.WrapTargets<LoraLinear>(model, n => (within is null || within(n)) && config.Targets(n),
+            (name, linear) => config.UseDora ? new DoraLinear(name, linear, config) : new LoraLinear(name, linear, config), what,
+            config.TargetRegex is not null ? $"\"{config.TargetRegex}\"" : "[" + string.Join(", ", config.TargetModules) + "]", source);
+        var mixed = layers.FirstOrDefault(l => (l is DoraLinear) != config.UseDora);
+        if (mixed is not null) throw new MedPeftException($"{source}: {mixed.Name} is already adapted by {(mixed is DoraLinear ? "DoRA" : "LoRA")}; one of LoRA and DoRA per layer");
+        foreach (var l in layers) l.SetTrainable(true);
+        return layers;
     }
 
-    /// <summary>The LoRA tensors by PEFT key (<c>base_model.model.&lt;module&gt;.lora_A.weight</c> / <c>lora_B.weight</c>).</summary>
-    public static Dictionary<string, Tensor> AdapterTensors(nn.Module model)
-    {
-        var d = new Dictionary<string, Tensor>();
-        foreach (var l in LayersOf(model))
-        {
-            d[PeftAdapters.Prefix + l.Name + ".lora_A.weight"] = l.A.weight!;
-            d[PeftAdapters.Prefix + l.Name + ".lora_B.weight"] = l.B.weight!;
-        }
-        return d;
-    }
+    /// <summary>W += ΔW in every adapted layer (the forward then adds nothing). Idempotent per layer.</summary>
+    public static void Merge(nn.Module model) { foreach (var l in LayersOf(model)) l.Merge(); }
 
-    /// <summary>The state dict of the merged model without LoRA names (merges a copy of each weight; the model itself
+    /// <summary>W −= ΔW in every merged layer (exact up to fp32 rounding).</summary>
+    public static void Unmerge(nn.Module model) { foreach (var l in LayersOf(model)) l.Unmerge(); }
+
+    /// <summary>PEFT's merge_and_unload: merges, then unwraps every adapted layer, leaving a plain model whose
+    /// state_dict has exactly the base names.</summary>
+    public static void MergeAndUnload(nn.Module model) => AdaptedLinear.MergeAndUnload<LoraLinear>(model);
+
+    /// <summary>The LoRA tensors by PEFT key (<c>base_model.model.&lt;module&gt;.lora_A.weight</c> / <c>lora_B.weight</c>;
+    /// DoRA adds <c>lora_magnitude_vector</c>).</summary>
+    public static Dictionary<string, Tensor> AdapterTensors(nn.Module model) =>
+        LayersOf(model).SelectMany(l => l.AdapterTensors()).ToDictionary(x => x.Key, x => x.Tensor);
+
+    /// <summary>The state dict of the merged model under the base names (merges a copy of each weight; the model itself
     /// is left as it was): what a "merged export" writes.</summary>
     public static List<(string Name, Tensor Tensor)> MergedStateDict(nn.Module model)
     {
-        var layers = LayersOf(model).ToDictionary(l => l.Name + ".weight");
+        var layers = LayersOf(model).ToDictionary(l => l.Name);
         var list = new List<(string, Tensor)>();
         using var _ = torch.no_grad();
         foreach (var (name, t) in model.state_dict())
         {
-            if (name.Contains(".lora_A.", StringComparison.Ordinal) || name.Contains(".lora_B.", StringComparison.Ordinal)) continue;
-            if (layers.TryGetValue(name, out var l) && !l.Merged) list.Add((name, (t + l.DeltaWeight().to(t.dtype)).to(t.dtype)));
-            else list.Add((name, t));
+            var at = name.IndexOf(".base_layer.", StringComparison.Ordinal);
+            if (at < 0)
+            {
+                if (!layers.Keys.Any(l => name.StartsWith(l + ".", StringComparison.Ordinal))) list.Add((name, t));
+                continue;   // a wrapper's own tensors (lora_A, …) are not part of the merged model
+            }
+            var module = name[..at];
+            var baseName = module + name[(at + ".base_layer".Length)..];
+            var l = layers[module];
+            if (!l.Merged && name.EndsWith(".base_layer.weight", StringComparison.Ordinal)) list.Add((baseName, l.MergedWeight()));
+            else list.Add((baseName, t));
         }
         return list;
     }
 
     /// <summary>Writes the merged model (base names only) as safetensors.</summary>
     public static void SaveMerged(nn.Module model, string path) => Checkpoint.SaveSafetensors(MergedStateDict(model), path);
+
+    /// <summary>The LoRA config to save: <paramref name="config"/> with targets that select exactly the adapted modules
+    /// (see <see cref="TowerScope.ScopedTargetRegex"/>).</summary>
+    public static LoraConfig ScopedConfig(nn.Module model, LoraConfig config, TowerLayout layout, IEnumerable<string> towers)
+    {
+        var adapted = LayersOf(model).Select(l => l.Name).ToHashSet();
+        var regex = TowerScope.ScopedTargetRegex(AdaptedLinear.AdaptableNames(model), adapted,
+            r => r is null ? config.Targets : n => LoraConfig.Targets(n, [], r), config.TargetModules, layout, towers);
+        return regex is null ? config : config with { TargetRegex = regex };
+    }
 }
 
-/// <summary>LoRA as a tuning method ("lora", "lora@llm", …): adds LoRA factors to the targeted Linear layers inside the
-/// chosen towers. Defaults as in MILE: r 8, alpha 32, dropout 0.1, targets query/value (BLIP's BERT attention) or
-/// q_proj/v_proj (LLaMA, and CLIP when the vision tower is chosen).</summary>
-public sealed class LoraMethod(LoraConfig? config = null) : ITuningMethod
+/// <summary>LoRA as a tuning method ("lora", "lora@llm", …): wraps the targeted Linear layers inside the chosen towers.
+/// Defaults as in MILE: r 8, alpha 32, dropout 0.1, targets query/value (BLIP's BERT attention) or q_proj/v_proj
+/// (LLaMA, and CLIP when the vision tower is chosen). Saved as PEFT's LORA; merges into the weights.</summary>
+public class LoraMethod(LoraConfig? config = null) : ITuningMethod
 {
     public LoraConfig? Config { get; } = config;
-    public string Name => "lora";
-    public string Description => "LoRA low-rank adapters on attention query/value projections (r 8, alpha 32)";
+    public virtual string Name => "lora";
+    public virtual string Description => "LoRA low-rank adapters on attention query/value projections (r 8, alpha 32)";
+    public string? PeftType => "LORA";
+    public bool CanMerge => true;
+    /// <summary>DoRA is LoRA with use_dora (one PEFT type, two methods).</summary>
+    protected virtual bool UseDora => false;
 
     public static LoraConfig DefaultFor(TowerLayout layout) =>
         ReferenceEquals(layout, TowerLayout.Blip) ? new LoraConfig { TargetModules = ["query", "value"] }
         : ReferenceEquals(layout, TowerLayout.Llava) ? new LoraConfig { TargetModules = ["q_proj", "v_proj"] }
         : new LoraConfig { TargetModules = ["q_proj", "v_proj", "query", "value"] };
 
-    public void Apply(nn.Module model, TowerLayout layout, IReadOnlyList<string> towers)
+    LoraConfig ConfigFor(TowerLayout layout) => (Config ?? DefaultFor(layout)) with { UseDora = UseDora };
+
+    public void Apply(nn.Module model, TowerLayout layout, IReadOnlyList<string> towers) =>
+        Lora.Apply(model, ConfigFor(layout), TowerScope.Within(layout, towers), $"{Name}@{string.Join(",", towers)}");
+
+    public void SaveAdapter(nn.Module model, TowerLayout layout, IReadOnlyList<string> towers, string dir, string? taskType) =>
+        PeftAdapters.SaveLora(model, dir, Lora.ScopedConfig(model, ConfigFor(layout), layout, towers), taskType);
+
+    public bool Reads(PeftAdapterConfig config) => config.Lora is { } l && l.UseDora == UseDora;
+
+    public ITuningMethod Load(nn.Module model, PeftAdapterConfig config, IReadOnlyDictionary<string, Tensor> state, string source, bool trainable)
     {
-        var config = Config ?? DefaultFor(layout);
-        bool Within(string moduleName)
-        {
-            var tower = layout.TowerOf(moduleName + ".");
-            return tower is not null && towers.Contains(tower);
-        }
-        Lora.Apply(model, config, Within, $"lora@{string.Join(",", towers)}");
+        Lora.Apply(model, config.Lora!, source: Path.Combine(source, PeftAdapters.ConfigFile));
+        PeftAdapters.CopyInto(Lora.AdapterTensors(model), state, source);
+        foreach (var l in Lora.LayersOf(model)) l.SetTrainable(trainable);
+        return With(config.Lora!);
+    }
+
+    /// <summary>This method with other settings (DoRA stays DoRA).</summary>
+    protected virtual LoraMethod With(LoraConfig config) => new(config);
+
+    public void Finalize(nn.Module model, FinalizeMode mode)
+    {
+        if (mode != FinalizeMode.KeepAdapter) Lora.MergeAndUnload(model);
     }
 }

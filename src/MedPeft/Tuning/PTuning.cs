@@ -106,6 +106,21 @@ public sealed class PTuningMethod(PromptEncoderConfig? config = null) : ITuningM
     public string Name => "ptuning-v1";
     public string Description => $"P-tuning (v1): {Config.NumVirtualTokens} virtual tokens through an {Config.EncoderReparameterizationType} prompt encoder before the language input";
 
+    public string? PeftType => "P_TUNING";
+    public bool CanMerge => false;
+
     public void Apply(nn.Module model, TowerLayout layout, IReadOnlyList<string> towers) =>
         PromptTuning.Apply(model, Config.NumVirtualTokens, Config, layout, towers, $"{Name}@{string.Join(",", towers)}");
+
+    /// <summary>The settings live on the towers (each tower's encoder).</summary>
+    public void SaveAdapter(nn.Module model, TowerLayout layout, IReadOnlyList<string> towers, string dir, string? taskType) =>
+        PeftAdapters.SavePromptLearning(model, dir, null, null, taskType);
+
+    public ITuningMethod Load(nn.Module model, PeftAdapterConfig config, IReadOnlyDictionary<string, Tensor> state, string source, bool trainable)
+    {
+        PeftAdapters.LoadPromptLearning(model, config, state, source, trainable);
+        return new PTuningMethod(config.PTuning);
+    }
+
+    public void Finalize(nn.Module model, FinalizeMode mode) => PromptLearning.Finalize(this, mode, () => PromptTuning.Unload(model));
 }

@@ -69,7 +69,6 @@ public static class PeftAdapters
         {
             case "LORA":
             {
-                Unsupported(Bool("use_dora"), "use_dora", "true (DoRA)");
                 Unsupported(Bool("fan_in_fan_out"), "fan_in_fan_out", "true (Conv1D layers)");
                 Unsupported(NonEmpty("rank_pattern"), "rank_pattern", "(per-module ranks)");
                 Unsupported(NonEmpty("alpha_pattern"), "alpha_pattern", "(per-module alphas)");
@@ -83,7 +82,7 @@ public static class PeftAdapters
                 var lora = new LoraConfig
                 {
                     R = (int)r, LoraAlpha = Num("lora_alpha", 8), LoraDropout = Num("lora_dropout", 0),
-                    TargetModules = list ?? [], TargetRegex = regex, UseRslora = Bool("use_rslora"), Bias = bias,
+                    TargetModules = list ?? [], TargetRegex = regex, UseRslora = Bool("use_rslora"), UseDora = Bool("use_dora"), Bias = bias,
                 }.Validate(path);
                 return new PeftAdapterConfig(type, task, lora, null);
             }
@@ -181,7 +180,7 @@ public static class PeftAdapters
             ["lora_dropout"] = JNum(c.LoraDropout, intIfIntegral: false), ["megatron_config"] = "null", ["megatron_core"] = JStr("megatron.core"),
             ["modules_to_save"] = "null", ["peft_type"] = JStr("LORA"), ["r"] = c.R.ToString(CultureInfo.InvariantCulture), ["rank_pattern"] = "{}",
             ["revision"] = "null", ["target_modules"] = c.TargetRegex is not null ? JStr(c.TargetRegex) : JList(c.TargetModules),
-            ["task_type"] = taskType is null ? "null" : JStr(taskType), ["use_dora"] = "false", ["use_rslora"] = c.UseRslora ? "true" : "false",
+            ["task_type"] = taskType is null ? "null" : JStr(taskType), ["use_dora"] = c.UseDora ? "true" : "false", ["use_rslora"] = c.UseRslora ? "true" : "false",
         };
         return JObject(f);
     }
@@ -284,47 +283,20 @@ public static class PeftAdapters
 
     // ---------------------------------------------------------------- load
 
-    /// <summary>Loads a PEFT adapter folder into a base model: LORA adds LoRA with the config's targets (whole model,
-    /// as PEFT) and loads the factors; LN_TUNING overwrites the targeted norms' parameters with the adapter's. The
-    /// key sets must fit exactly (one-line error naming missing / unexpected / shape-mismatched keys). With
-    /// <paramref name="trainable"/> the adapter tensors get requires_grad (PEFT's is_trainable).</summary>
-    public static PeftAdapterConfig Load(nn.Module model, string adapterDir, bool trainable = false)
+    /// <summary>Loads a PEFT adapter folder into a base model through the registered method that reads its config
+    /// (<see cref="TuningMethods.LoadAdapter"/>): LORA adds LoRA with the config's targets (whole model, as PEFT), IA3
+    /// its vectors, LN_TUNING overwrites the targeted norms, prompt learning adds the prompt. The key sets must fit
+    /// exactly (one-line error naming missing / unexpected / shape-mismatched keys). With <paramref name="trainable"/>
+    /// the adapter tensors get requires_grad (PEFT's is_trainable).</summary>
+    public static PeftAdapterConfig Load(nn.Module model, string adapterDir, bool trainable = false) =>
+        TuningMethods.LoadAdapter(model, adapterDir, trainable).Config;
+
+    /// <summary>Checks that the adapter file fits <paramref name="targets"/> exactly, then copies its tensors in.</summary>
+    public static void CopyInto(IReadOnlyDictionary<string, Tensor> targets, IReadOnlyDictionary<string, Tensor> state, string adapterDir)
     {
-        var config = ReadConfig(adapterDir);
-        var weightsPath = Path.Combine(adapterDir, WeightsFile);
-        var state = Checkpoint.ReadSafetensors(weightsPath);
-        try
-        {
-            if (config.Ia3 is not null)
-            {
-                Ia3.Apply(model, config.Ia3, source: Path.Combine(adapterDir, ConfigFile));
-                var vectors = Ia3.AdapterTensors(model);
-                CheckFit(vectors, state, weightsPath);
-                using (torch.no_grad())
-                    foreach (var (k, t) in vectors) t.copy_(state[k].to(t.dtype).to(t.device));
-                foreach (var l in Ia3.LayersOf(model)) l.Vector.requires_grad = trainable;
-                return config;
-            }
-            if (config.IsPromptLearning)
-            {
-                LoadPromptLearning(model, config, state, adapterDir, trainable);
-                return config;
-            }
-            Dictionary<string, Tensor> targets;
-            if (config.Lora is not null)
-            {
-                Lora.Apply(model, config.Lora, source: Path.Combine(adapterDir, ConfigFile));
-                targets = Lora.AdapterTensors(model);
-            }
-            else targets = LnTuningParameters(model, config.LnTargets!).ToDictionary(kv => kv.Key, kv => (Tensor)kv.Value);
-            CheckFit(targets, state, weightsPath);
-            using (torch.no_grad())
-                foreach (var (k, t) in targets) t.copy_(state[k].to(t.dtype).to(t.device));
-            // LoRA factors train only when asked (PEFT's is_trainable); norms keep their flag unless asked to train.
-            foreach (var t in targets.Values) if (trainable || config.Lora is not null) t.requires_grad = trainable;
-            return config;
-        }
-        finally { foreach (var t in state.Values) t.Dispose(); }
+        CheckFit(targets, state, Path.Combine(adapterDir, WeightsFile));
+        using var _ = torch.no_grad();
+        foreach (var (k, t) in targets) t.copy_(state[k].to(t.dtype).to(t.device));
     }
 
     public static TowerLayout LayoutOf(nn.Module model) => model is LlavaForConditionalGeneration ? TowerLayout.Llava : TowerLayout.Blip;
@@ -341,7 +313,7 @@ public static class PeftAdapters
     /// <summary>PEFT's set_peft_model_state_dict for prompt learning: "prompt_embeddings" is loaded into the
     /// prompt encoder's embedding, which for prefix tuning is built as in inference mode (no MLP: the file holds the
     /// MLP's output). Several towers (BLIP) share one tensor, concatenated along dim 1 in tower order.</summary>
-    static void LoadPromptLearning(nn.Module model, PeftAdapterConfig config, Dictionary<string, Tensor> state, string adapterDir, bool trainable)
+    internal static void LoadPromptLearning(nn.Module model, PeftAdapterConfig config, IReadOnlyDictionary<string, Tensor> state, string adapterDir, bool trainable)
     {
         var source = Path.Combine(adapterDir, ConfigFile);
         var layout = LayoutOf(model);
@@ -519,7 +491,7 @@ public static class PeftAdapters
     {
         var before = model.named_parameters().Select(p => (p.parameter, p.parameter.requires_grad)).ToList();
         foreach (var (p, _) in before) p.requires_grad = false;
-        var config = Load(model, adapterDir, trainable: true);
+        var (method, config) = TuningMethods.LoadAdapter(model, adapterDir, trainable: true);
         bool promptLearning = config.IsPromptLearning;
         // Adapter key → the trained tensors behind it and how their gradient is shown under that key.
         var adapter = new Dictionary<string, (List<Tensor> Params, Func<List<Tensor>, Tensor> Grad)>();
@@ -541,10 +513,7 @@ public static class PeftAdapters
             inputs.GetValueOrDefault("attention_mask"), inputs.GetValueOrDefault("labels"));
 
         var result = new Dictionary<string, Tensor>();
-        long callsBefore = Lora.LayersOf(model).Sum(l => l.Calls);
         var o = model.forward(Input());
-        if (config.Lora is not null && Lora.LayersOf(model).Sum(l => l.Calls) == callsBefore)
-            throw new MedPeftException("LoRA: no adapted layer ran its hook; the model code must call its Linear layers with .call(x), not .forward(x)");
         result["logits_with_adapter"] = o.Logits.detach().clone();
         if (o.Loss is null) throw new MedPeftException("LlavaAdapterTensors: the inputs need labels for a loss");
         result["loss_with_adapter"] = o.Loss.detach().clone();
@@ -564,8 +533,7 @@ public static class PeftAdapters
             foreach (var (p, rg) in before) p.requires_grad = rg;
             return result;
         }
-        if (config.Lora is not null) Lora.MergeAndUnload(model);
-        if (config.Ia3 is not null) Ia3.MergeAndUnload(model);
+        method.Finalize(model, FinalizeMode.Merge);
         using (torch.no_grad())
         {
             var m = model.forward(Input());

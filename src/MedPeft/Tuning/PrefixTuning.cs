@@ -200,8 +200,7 @@ public static class PrefixTuning
             var bert = root as BlipTextModel ?? (root as BlipTextLMHeadModel)?.bert
                 ?? throw new MedPeftException($"{source}: tower {tower} ({root.GetType().Name}) has no self-attention prefix tuning supports");
             attentions = bert.encoder.layer.Select(l => (nn.Module)l.attention.self).ToList();
-            var q = bert.encoder.layer[0].attention.self.query.weight!;
-            tokenDim = (int)q.shape[0];
+            tokenDim = bert.encoder.layer[0].attention.self.HiddenSize;
             kvHeads = (int)(bert.encoder.layer[0].attention.self.GetHeads());
             headDim = tokenDim / kvHeads;
             hidden = tokenDim;
@@ -257,6 +256,33 @@ public sealed class PrefixTuningMethod(string name, PrefixTuningConfig config) :
     public static PrefixTuningMethod Prefix(PrefixTuningConfig? c = null) => new("prefix", c ?? new PrefixTuningConfig());
     public static PrefixTuningMethod PTuningV2(PrefixTuningConfig? c = null) => new("ptuning", (c ?? new PrefixTuningConfig()) with { PrefixProjection = false });
 
+    public string? PeftType => "PREFIX_TUNING";
+    public bool CanMerge => false;
+
     public void Apply(nn.Module model, TowerLayout layout, IReadOnlyList<string> towers) =>
         PrefixTuning.Apply(model, Config, layout, towers, $"{Name}@{string.Join(",", towers)}");
+
+    public void SaveAdapter(nn.Module model, TowerLayout layout, IReadOnlyList<string> towers, string dir, string? taskType) =>
+        PeftAdapters.SavePromptLearning(model, dir, Config, null, taskType);
+
+    public ITuningMethod Load(nn.Module model, PeftAdapterConfig config, IReadOnlyDictionary<string, Tensor> state, string source, bool trainable)
+    {
+        PeftAdapters.LoadPromptLearning(model, config, state, source, trainable);
+        return config.Prefix!.PrefixProjection ? Prefix(config.Prefix) : PTuningV2(config.Prefix);
+    }
+
+    public void Finalize(nn.Module model, FinalizeMode mode) => PromptLearning.Finalize(this, mode, () => PrefixTuning.Unload(model));
+}
+
+/// <summary>What prompt-learning methods share at the end of their life: no merged form.</summary>
+public static class PromptLearning
+{
+    /// <summary>Merge is refused (the virtual tokens are positions, not weights); KeepAdapter leaves the prompt in place;
+    /// MergeOrRemove removes it (model/ is then the base, the prompt lives in adapter/).</summary>
+    public static void Finalize(ITuningMethod method, FinalizeMode mode, Action remove)
+    {
+        if (mode == FinalizeMode.Merge)
+            throw new MedPeftException($"{method.Name}: a prompt-learning adapter ({method.PeftType}) has no merged form (LORA, IA3 and LN_TUNING adapters merge); keep it as an adapter (--adapter)");
+        if (mode == FinalizeMode.MergeOrRemove) remove();
+    }
 }

@@ -220,6 +220,20 @@ public sealed class PromptTuningMethod(PromptTuningConfig? config = null) : ITun
     public string Name => "prompt";
     public string Description => $"prompt tuning: {Config.NumVirtualTokens} soft tokens before the language input";
 
+    public string? PeftType => "PROMPT_TUNING";
+    public bool CanMerge => false;
+
     public void Apply(nn.Module model, TowerLayout layout, IReadOnlyList<string> towers) =>
         PromptTuning.Apply(model, Config, layout, towers, $"prompt@{string.Join(",", towers)}");
+
+    public void SaveAdapter(nn.Module model, TowerLayout layout, IReadOnlyList<string> towers, string dir, string? taskType) =>
+        PeftAdapters.SavePromptLearning(model, dir, null, Config, taskType);
+
+    public ITuningMethod Load(nn.Module model, PeftAdapterConfig config, IReadOnlyDictionary<string, Tensor> state, string source, bool trainable)
+    {
+        PeftAdapters.LoadPromptLearning(model, config, state, source, trainable);
+        return new PromptTuningMethod(config.Prompt);
+    }
+
+    public void Finalize(nn.Module model, FinalizeMode mode) => PromptLearning.Finalize(this, mode, () => PromptTuning.Unload(model));
 }

@@ -43,4 +43,29 @@ public sealed class TuningStrategy
         foreach (var term in Terms) term.Method.Apply(model, Layout, term.Towers);
         return TrainableReport.Of(model, Layout);
     }
+
+    IReadOnlyList<ITuningMethod> Methods => Terms.Select(t => t.Method).Distinct().ToList();
+
+    /// <summary>The PEFT type the strategy saves as: its methods' common type; null for full fine-tuning and for
+    /// strategies mixing methods of different types (PEFT has one type per adapter).</summary>
+    public string? PeftType => Methods.Select(m => m.PeftType).Distinct().ToList() is [var one] ? one : null;
+
+    /// <summary>Writes what the strategy trained as a PEFT adapter folder (through its method); returns the PEFT type
+    /// written, or null when the strategy has no adapter form (nothing is written).</summary>
+    public string? SaveAdapter(nn.Module model, string dir, string? taskType = null)
+    {
+        if (PeftType is not { } type) return null;
+        Methods[0].SaveAdapter(model, Layout, Terms.SelectMany(t => t.Towers).Distinct().ToList(), dir, taskType);
+        return type;
+    }
+
+    /// <summary>Ends every method of the strategy on the model (see <see cref="FinalizeMode"/>). With
+    /// <see cref="FinalizeMode.MergeOrRemove"/> a method that cannot merge is removed only when the strategy has an
+    /// adapter form to keep it in; a mixed strategy (no adapter) with such a method is refused.</summary>
+    public void Finalize(nn.Module model, FinalizeMode mode)
+    {
+        if (mode == FinalizeMode.MergeOrRemove && PeftType is null && Methods.FirstOrDefault(m => !m.CanMerge) is { } lost)
+            throw new MedPeftException($"--strategy \"{Spec}\": {lost.Name} has no merged form and a strategy mixing method types has no PEFT adapter to keep it in; train it alone");
+        foreach (var m in Methods) m.Finalize(model, mode);
+    }
 }

@@ -155,6 +155,8 @@ public class ParityCliTests
     [Theory]
     [InlineData("llava_lora")]
     [InlineData("llava_ln_tuning")]
+    [InlineData("llava_ia3")]
+    [InlineData("llava_dora")]
     public void Parity_exits_0_on_the_peft_adapter_fixtures(string adapter)
     {
         var dir = Fixtures.Path("hf", "llava");

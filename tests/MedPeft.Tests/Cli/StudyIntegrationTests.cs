@@ -81,7 +81,8 @@ public class StudyIntegrationTests
             Assert.True(row["peak_memory_bytes"]!.GetValue<long>() > 10_000_000);
             Assert.Equal(EmbeddedPlan.Quick.FineTuneEpochs * ((EmbeddedPlan.Quick.ReportTrain + 31) / 32), row["steps"]!.GetValue<int>());
             Assert.NotEmpty(row["loss_curve"]!.AsArray());
-            Assert.NotNull(row["best_validation_acc"]);   // validation BLEU-4 × 100, the selection metric
+            Assert.NotNull(row["best_validation_bleu4"]);   // validation BLEU-4 × 100, the selection metric
+            Assert.Null(row["best_validation_acc"]);      // issue 11: not logged as an accuracy
             Assert.Equal(StrategyDefaults.LearningRate(row["strategy_spec"]!.GetValue<string>()), row["learning_rate"]!.GetValue<double>());
         }
         long capTotal = reports["full"]["total"]!.GetValue<long>();

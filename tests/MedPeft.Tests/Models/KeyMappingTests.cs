@@ -297,7 +297,7 @@ public class KeyMappingTests
             Safetensors.SaveStateDict(file, orig);
             using var dst = new LlavaForConditionalGeneration(c);
             CheckpointFiles.LoadInto(dst, dir, CheckpointLayout.HfLlava);
-            Assert.True(OriginalLayouts.Same(src.multi_modal_projector.linear_1.weight, dst.multi_modal_projector.linear_1.weight));
+            Assert.True(OriginalLayouts.Same(((TorchSharp.Modules.Linear)src.multi_modal_projector.linear_1).weight, ((TorchSharp.Modules.Linear)dst.multi_modal_projector.linear_1).weight));
             Assert.True(OriginalLayouts.Same(src.language_model.lm_head.parameters().First(), dst.language_model.lm_head.parameters().First()));
 
             // A tied checkpoint without lm_head: the embedding fills lm_head too.

@@ -74,9 +74,9 @@ public class MistralTests
         var x = m.embed_tokens.weight.index_select(0, ids.reshape(-1)).view(b, l, -1);
         var h = layer.input_layernorm.forward(x);
         var a = layer.self_attn;
-        var q = h.matmul(a.q_proj.weight.t()).view(b, l, heads, d).transpose(1, 2);
-        var k = h.matmul(a.k_proj.weight.t()).view(b, l, kv, d).transpose(1, 2);
-        var v = h.matmul(a.v_proj.weight.t()).view(b, l, kv, d).transpose(1, 2);
+        var q = h.matmul(((TorchSharp.Modules.Linear)a.q_proj).weight.t()).view(b, l, heads, d).transpose(1, 2);
+        var k = h.matmul(((TorchSharp.Modules.Linear)a.k_proj).weight.t()).view(b, l, kv, d).transpose(1, 2);
+        var v = h.matmul(((TorchSharp.Modules.Linear)a.v_proj).weight.t()).view(b, l, kv, d).transpose(1, 2);
         var (cos, sin) = LlamaRotary.CosSin(positions, d, c.RopeTheta, ScalarType.Float32);
         q = LlamaRotary.Apply(q, cos, sin);
         k = LlamaRotary.Apply(k, cos, sin);
@@ -93,7 +93,7 @@ public class MistralTests
                     var p = (kk.matmul(q[r, hd, i]) / Math.Sqrt(d)).softmax(0);
                     o[r, hd, i] = p.matmul(vv);
                 }
-        var attn = o.transpose(1, 2).reshape(b, l, heads * d).matmul(a.o_proj.weight.t());
+        var attn = o.transpose(1, 2).reshape(b, l, heads * d).matmul(((TorchSharp.Modules.Linear)a.o_proj).weight.t());
         x = x + attn;
         x = x + layer.mlp.forward(layer.post_attention_layernorm.forward(x));
         return m.norm.forward(x);

@@ -37,7 +37,6 @@ public class LoraBlipTests
         var layers = Lora.LayersOf(model);
         Assert.NotEmpty(layers);
         var zeroB = model.forward(Input()).Logits;
-        Assert.True(layers.All(l => l.Calls > 0), "every LoRA hook ran");
         Assert.True(before.eq(zeroB).all().item<bool>(), "B = 0 leaves the output bit-identical");
         foreach (var l in layers) l.B.weight!.normal_(0, 0.1);
         var active = model.forward(Input()).Logits;

@@ -53,6 +53,14 @@ public class PeftAdapterTests(ITestOutputHelper output)
     public void Ln_tuning_adapter_matches_peft() => CheckAdapterFixture("llava_ln_tuning", 15);
 
     [Fact]
+    public void Ia3_adapter_matches_peft() => CheckAdapterFixture("llava_ia3", 10);
+
+    /// <summary>DoRA (LoRA with use_dora): lora_A, lora_B and lora_magnitude_vector for 8 modules; PEFT's merged logits
+    /// differ from its unmerged ones by 1.0e-5.</summary>
+    [Fact]
+    public void Dora_adapter_matches_peft() => CheckAdapterFixture("llava_dora", 24);
+
+    [Fact]
     public void Lora_merge_unmerge_is_reversible_and_equivalent()
     {
         torch.manual_seed(3);
@@ -73,11 +81,11 @@ public class PeftAdapterTests(ITestOutputHelper output)
         Assert.True(d <= 2e-5, $"merged vs unmerged {d:E3}");   // |logits| ≈ 12; PEFT: 1.34e-5 (see above)
         foreach (var l in layers)
         {
-            // Layer level: the merged Linear equals the unmerged one (base + LoRA hook) within fp32 noise.
+            // Layer level: the merged layer equals the unmerged one (base + LoRA) within fp32 noise.
             var inp = torch.randn(3, l.Base.weight!.shape[1]);
-            var mergedOut = l.Base.call(inp);
+            var mergedOut = l.call(inp);
             Lora.Unmerge(model);
-            var hookOut = l.Base.call(inp);
+            var hookOut = l.call(inp);
             Lora.Merge(model);
             var dl = MaxDiff(mergedOut, hookOut);
             // fp32 noise scales with the output: 1e-6 relative is ~8 ulps (o_proj outputs reach ≈10: 1 ulp = 9.5e-7).
@@ -268,7 +276,7 @@ public class PeftAdapterTests(ITestOutputHelper output)
 
     sealed class Holder : nn.Module<Tensor, Tensor>
     {
-        public TorchSharp.Modules.Linear proj;
+        public nn.Module<Tensor, Tensor> proj;   // a field LoRA can replace with its wrapper (as PEFT setattr's it)
         public Holder(ScalarType dtype) : base("Holder") { proj = nn.Linear(6, 5, dtype: dtype); RegisterComponents(); }
         public override Tensor forward(Tensor x) => proj.call(x);
     }
@@ -278,7 +286,7 @@ public class PeftAdapterTests(ITestOutputHelper output)
     {
         torch.manual_seed(9);
         using var m = new Holder(ScalarType.BFloat16);
-        var w0 = m.proj.weight!.detach().clone();
+        var w0 = ((TorchSharp.Modules.Linear)m.proj).weight!.detach().clone();
         var l = Lora.Apply(m, new LoraConfig { R = 2, LoraAlpha = 4, LoraDropout = 0, TargetModules = ["proj"] }).Single();
         Assert.Equal(ScalarType.Float32, l.A.weight!.dtype);
         Assert.Equal(ScalarType.Float32, l.B.weight!.dtype);
@@ -287,10 +295,10 @@ public class PeftAdapterTests(ITestOutputHelper output)
         var x = torch.randn(3, 6).to(ScalarType.BFloat16);
         var y = m.forward(x);
         Assert.Equal(ScalarType.BFloat16, y.dtype);
-        var reference = (nn.functional.linear(x.to(ScalarType.Float32), w0.to(ScalarType.Float32), m.proj.bias!.to(ScalarType.Float32))
+        var reference = (nn.functional.linear(x.to(ScalarType.Float32), w0.to(ScalarType.Float32), l.Base.bias!.to(ScalarType.Float32))
                          + 2 * torch.matmul(torch.matmul(x.to(ScalarType.Float32), l.A.weight!.t()), l.B.weight!.t())).to(ScalarType.BFloat16);
         Assert.True(MaxDiff(y, reference) <= 0.05);
-        Assert.True(Same(w0, m.proj.weight!));
+        Assert.True(Same(w0, l.Base.weight!));
     }
 
     [Fact]

@@ -43,36 +43,38 @@ public static class BlipModelFolder
 
     public static BlipConfig LoadConfig(string dir) => BlipConfig.Load(Path.Combine(dir, ConfigFile));
 
-    public static BlipForQuestionAnswering Load(string dir, Device device)
+    /// <summary>Loads a VQA folder, tensor by tensor from its safetensors (never a second copy of the model), into a
+    /// model built in <paramref name="dtype"/> (null = fp32).</summary>
+    public static BlipForQuestionAnswering Load(string dir, Device device, ScalarType? dtype = null)
     {
         if (!Directory.Exists(dir)) throw new MedPeftException($"{dir}: model folder not found");
         var config = LoadConfig(dir);
-        var model = ModelUtils.On(device, () => new BlipForQuestionAnswering(config));
-        Checkpoint.LoadSafetensors(model, Path.Combine(dir, WeightsFile));
+        var model = ModelUtils.On(device, dtype, () => new BlipForQuestionAnswering(config));
+        CheckpointFiles.LoadInto(model, Path.Combine(dir, WeightsFile), map: null);
         model.eval();
         return model;
     }
 
     /// <summary>A BlipForConditionalGeneration from a captioning folder or from a VQA folder (BlipForQuestionAnswering:
     /// vision_model and text_decoder are shared, text_encoder has no place in a captioning model and is dropped —
-    /// reported, never silent). Anything else missing or extra is an error.</summary>
-    public static (BlipForConditionalGeneration Model, CaptioningLoad Report) LoadCaptioning(string dir, Device device)
+    /// reported, never silent). Anything else missing or extra is an error. Streamed tensor by tensor, in
+    /// <paramref name="dtype"/> (null = fp32).</summary>
+    public static (BlipForConditionalGeneration Model, CaptioningLoad Report) LoadCaptioning(string dir, Device device, ScalarType? dtype = null)
     {
         if (!Directory.Exists(dir)) throw new MedPeftException($"{dir}: model folder not found");
         var config = LoadConfig(dir);
         var path = Path.Combine(dir, WeightsFile);
-        var state = Checkpoint.ReadSafetensors(path);
-        try
-        {
-            var dropped = state.Keys.Where(k => k.StartsWith("text_encoder.", StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToList();
-            long droppedParams = dropped.Sum(k => state[k].numel());
-            foreach (var k in dropped) { state[k].Dispose(); state.Remove(k); }
-            var model = ModelUtils.On(device, () => new BlipForConditionalGeneration(config));
-            Checkpoint.Load(model, state, path);
-            model.eval();
-            return (model, new CaptioningLoad(config.Architectures?.FirstOrDefault() ?? "unknown", dropped, droppedParams));
-        }
-        finally { foreach (var t in state.Values) t.Dispose(); }
+        var entries = CheckpointFiles.ReadSafetensorsHeader(path).Entries;
+        var dropped = entries.Where(e => e.Name.StartsWith("text_encoder.", StringComparison.Ordinal)).OrderBy(e => e.Name, StringComparer.Ordinal).ToList();
+        long droppedParams = dropped.Sum(e => e.Shape.Aggregate(1L, (a, b) => a * b));
+        var droppedNames = dropped.Select(e => e.Name).ToList();
+        var kept = entries.Select(e => e.Name).Except(droppedNames).ToList();
+        var map = KeyMap.Identity(kept) with { Dropped = droppedNames };
+        var model = ModelUtils.On(device, dtype, () => new BlipForConditionalGeneration(config));
+        try { CheckpointFiles.LoadInto(model, path, map); }
+        catch { model.Dispose(); throw; }
+        model.eval();
+        return (model, new CaptioningLoad(config.Architectures?.FirstOrDefault() ?? "unknown", droppedNames, droppedParams));
     }
 
     public static BlipTokenizer LoadTokenizer(string dir) => new(Path.Combine(dir, VocabFile));

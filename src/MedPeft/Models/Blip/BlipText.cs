@@ -52,19 +52,22 @@ public sealed class BlipTextEmbeddings : nn.Module<Tensor?, Tensor?, Tensor>
 
 public sealed class BlipTextSelfAttention : nn.Module<Tensor, Tensor?, Tensor?, Tensor>
 {
-    public Linear query;
-    public Linear key;
-    public Linear value;
-    readonly int _heads;
+    public nn.Module<Tensor, Tensor> query;
+    public nn.Module<Tensor, Tensor> key;
+    public nn.Module<Tensor, Tensor> value;
+    readonly int _heads, _hidden;
     readonly double _dropout;
 
     /// <summary>Prefix tuning's virtual keys/values; used in self-attention only (never with encoder states).</summary>
     public IAttentionPrefix? Prefix { get; set; }
     public int GetHeads() => _heads;
+    /// <summary>The attention width (query output size).</summary>
+    public int HiddenSize => _hidden;
 
     public BlipTextSelfAttention(BlipTextConfig c, bool isCrossAttention) : base(nameof(BlipTextSelfAttention))
     {
         _heads = c.NumAttentionHeads;
+        _hidden = c.HiddenSize;
         _dropout = c.AttentionProbsDropoutProb;
         int kvIn = isCrossAttention ? c.EncoderHiddenSize : c.HiddenSize;
         query = nn.Linear(c.HiddenSize, c.HiddenSize);
@@ -78,7 +81,7 @@ public sealed class BlipTextSelfAttention : nn.Module<Tensor, Tensor?, Tensor?, 
     public override Tensor forward(Tensor hidden, Tensor? additiveMask, Tensor? encoderHiddenStates)
     {
         using var scope = torch.NewDisposeScope();
-        long b = hidden.shape[0], d = query.weight!.shape[0], hd = d / _heads;
+        long b = hidden.shape[0], d = _hidden, hd = d / _heads;
         var kvSource = encoderHiddenStates ?? hidden;
         Tensor Heads(Tensor t) => t.view(b, -1, _heads, hd).transpose(1, 2);
         var q = Heads(query.call(hidden));
@@ -93,7 +96,7 @@ public sealed class BlipTextSelfAttention : nn.Module<Tensor, Tensor?, Tensor?, 
 /// <summary>dense → dropout → LayerNorm(x + residual): BERT's post-norm residual block.</summary>
 public sealed class BlipTextSelfOutput : nn.Module<Tensor, Tensor, Tensor>
 {
-    public Linear dense;
+    public nn.Module<Tensor, Tensor> dense;
     public LayerNorm LayerNorm;
     readonly double _dropout;
 
@@ -134,7 +137,7 @@ public sealed class BlipTextAttention : nn.Module<Tensor, Tensor?, Tensor?, Tens
 
 public sealed class BlipTextIntermediate : nn.Module<Tensor, Tensor>
 {
-    public Linear dense;
+    public nn.Module<Tensor, Tensor> dense;
     readonly Func<Tensor, Tensor> _act;
 
     public BlipTextIntermediate(BlipTextConfig c) : base(nameof(BlipTextIntermediate))
@@ -179,8 +182,10 @@ public sealed class BlipTextLayer : nn.Module<Tensor, Tensor?, BlipLayerMasks, T
     }
 }
 
-public sealed class BlipTextEncoder : nn.Module<Tensor, Tensor?, BlipLayerMasks, Tensor>
+public sealed class BlipTextEncoder : nn.Module<Tensor, Tensor?, BlipLayerMasks, Tensor>, IGradientCheckpointing
 {
+    public bool GradientCheckpointing { get; set; }
+
     public ModuleList<BlipTextLayer> layer;
 
     public BlipTextEncoder(BlipTextConfig c) : base(nameof(BlipTextEncoder))
@@ -192,7 +197,14 @@ public sealed class BlipTextEncoder : nn.Module<Tensor, Tensor?, BlipLayerMasks,
     public override Tensor forward(Tensor hidden, Tensor? encoderHiddenStates, BlipLayerMasks masks)
     {
         using var scope = torch.NewDisposeScope();
-        foreach (var l in layer) hidden = l.forward(hidden, encoderHiddenStates, masks);
+        bool checkpoint = Checkpointing.Active(this);
+        foreach (var l in layer)
+        {
+            if (!checkpoint) { hidden = l.forward(hidden, encoderHiddenStates, masks); continue; }
+            Checkpointing.RefusePrefix(l.attention.self.Prefix);
+            hidden = Checkpointing.Run(l, t => l.forward(t[0]!, t[1], new BlipLayerMasks(t[2], t[3])),
+                hidden, encoderHiddenStates, masks.SelfMask, masks.CrossMask);
+        }
         return hidden.MoveToOuterDisposeScope();
     }
 }
@@ -264,7 +276,7 @@ public sealed class BlipTextModel : nn.Module<BlipTextInput, Tensor>
 
 public sealed class BlipTextPredictionHeadTransform : nn.Module<Tensor, Tensor>
 {
-    public Linear dense;
+    public nn.Module<Tensor, Tensor> dense;
     public LayerNorm LayerNorm;
     readonly Func<Tensor, Tensor> _act;
 
@@ -341,12 +353,13 @@ public sealed class BlipTextLMHeadModel : nn.Module<BlipTextInput, Tensor>
     }
 
     /// <summary>HF's LM loss: logits[:, :-1] against labels[:, 1:], cross-entropy with label smoothing, mean over
-    /// targets that are not −100.</summary>
+    /// targets that are not −100. Computed in fp32 whatever the model's dtype (as torch.autocast runs cross_entropy;
+    /// HF's BLIP itself does not upcast), so a 16-bit model's loss is not rounded to 16 bits.</summary>
     public Tensor Loss(Tensor logits, Tensor labels)
     {
         using var scope = torch.NewDisposeScope();
         long v = logits.shape[2];
-        var shifted = logits[.., ..^1, ..].reshape(-1, v);
+        var shifted = logits[.., ..^1, ..].reshape(-1, v).to(ScalarType.Float32);
         var targets = labels[.., 1..].reshape(-1);
         return nn.functional.cross_entropy(shifted, targets, ignore_index: -100, label_smoothing: LabelSmoothing).MoveToOuterDisposeScope();
     }

@@ -36,8 +36,8 @@ public sealed class BlipVisionEmbeddings : nn.Module<Tensor, Tensor>
 
 public sealed class BlipAttention : nn.Module<Tensor, Tensor>
 {
-    public Linear qkv;
-    public Linear projection;
+    public nn.Module<Tensor, Tensor> qkv;
+    public nn.Module<Tensor, Tensor> projection;
     readonly int _heads;
     readonly double _dropout;
 
@@ -64,8 +64,8 @@ public sealed class BlipAttention : nn.Module<Tensor, Tensor>
 
 public sealed class BlipMLP : nn.Module<Tensor, Tensor>
 {
-    public Linear fc1;
-    public Linear fc2;
+    public nn.Module<Tensor, Tensor> fc1;
+    public nn.Module<Tensor, Tensor> fc2;
     readonly Func<Tensor, Tensor> _act;
 
     public BlipMLP(int hidden, int intermediate, string act) : base(nameof(BlipMLP))
@@ -108,8 +108,10 @@ public sealed class BlipEncoderLayer : nn.Module<Tensor, Tensor>
     }
 }
 
-public sealed class BlipEncoder : nn.Module<Tensor, Tensor>
+public sealed class BlipEncoder : nn.Module<Tensor, Tensor>, IGradientCheckpointing
 {
+    public bool GradientCheckpointing { get; set; }
+
     public ModuleList<BlipEncoderLayer> layers;
 
     public BlipEncoder(BlipVisionConfig c) : base(nameof(BlipEncoder))
@@ -121,7 +123,8 @@ public sealed class BlipEncoder : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = torch.NewDisposeScope();
-        foreach (var layer in layers) x = layer.forward(x);
+        bool checkpoint = Checkpointing.Active(this);
+        foreach (var layer in layers) x = checkpoint ? Checkpointing.Run(layer, t => layer.forward(t[0]!), x) : layer.forward(x);
         return x.MoveToOuterDisposeScope();
     }
 }

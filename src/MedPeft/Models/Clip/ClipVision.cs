@@ -72,10 +72,10 @@ public sealed class CLIPVisionEmbeddings : nn.Module<Tensor, Tensor>
 
 public sealed class CLIPAttention : nn.Module<Tensor, Tensor>
 {
-    public Linear q_proj;
-    public Linear k_proj;
-    public Linear v_proj;
-    public Linear out_proj;
+    public nn.Module<Tensor, Tensor> q_proj;
+    public nn.Module<Tensor, Tensor> k_proj;
+    public nn.Module<Tensor, Tensor> v_proj;
+    public nn.Module<Tensor, Tensor> out_proj;
     readonly int _heads;
     readonly double _dropout;
 
@@ -104,8 +104,8 @@ public sealed class CLIPAttention : nn.Module<Tensor, Tensor>
 
 public sealed class CLIPMLP : nn.Module<Tensor, Tensor>
 {
-    public Linear fc1;
-    public Linear fc2;
+    public nn.Module<Tensor, Tensor> fc1;
+    public nn.Module<Tensor, Tensor> fc2;
     readonly Func<Tensor, Tensor> _act;
 
     public CLIPMLP(CLIPVisionConfig c) : base(nameof(CLIPMLP))
@@ -150,8 +150,10 @@ public sealed class CLIPEncoderLayer : nn.Module<Tensor, Tensor>
 
 /// <summary>Runs the layers and returns HF's hidden_states tuple: the input, then every layer's output
 /// ([num_hidden_layers + 1] tensors; the last one is last_hidden_state).</summary>
-public sealed class CLIPEncoder : nn.Module<Tensor, Tensor[]>
+public sealed class CLIPEncoder : nn.Module<Tensor, Tensor[]>, IGradientCheckpointing
 {
+    public bool GradientCheckpointing { get; set; }
+
     public ModuleList<CLIPEncoderLayer> layers;
 
     public CLIPEncoder(CLIPVisionConfig c) : base(nameof(CLIPEncoder))
@@ -167,7 +169,13 @@ public sealed class CLIPEncoder : nn.Module<Tensor, Tensor[]>
         using var scope = torch.NewDisposeScope();
         var states = new List<Tensor> { x };
         int n = Math.Min(upToLayer ?? layers.Count, layers.Count);
-        for (int i = 0; i < n; i++) { x = layers[i].forward(x); states.Add(x); }
+        bool checkpoint = Checkpointing.Active(this);
+        for (int i = 0; i < n; i++)
+        {
+            var layer = layers[i];
+            x = checkpoint ? Checkpointing.Run(layer, t => layer.forward(t[0]!), x) : layer.forward(x);
+            states.Add(x);
+        }
         foreach (var s in states.Skip(1)) s.MoveToOuterDisposeScope();   // states[0] is the caller's input
         return states.ToArray();
     }

@@ -223,10 +223,10 @@ public sealed record LlamaLayerContext(Tensor? AdditiveMask, Tensor Cos, Tensor 
 
 public sealed class LlamaAttention : nn.Module<Tensor, LlamaLayerContext, Tensor>
 {
-    public Linear q_proj;
-    public Linear k_proj;
-    public Linear v_proj;
-    public Linear o_proj;
+    public nn.Module<Tensor, Tensor> q_proj;
+    public nn.Module<Tensor, Tensor> k_proj;
+    public nn.Module<Tensor, Tensor> v_proj;
+    public nn.Module<Tensor, Tensor> o_proj;
     readonly int _heads, _kvHeads, _headDim;
     readonly double _dropout;
 
@@ -268,9 +268,9 @@ public sealed class LlamaAttention : nn.Module<Tensor, LlamaLayerContext, Tensor
 
 public sealed class LlamaMLP : nn.Module<Tensor, Tensor>
 {
-    public Linear gate_proj;
-    public Linear up_proj;
-    public Linear down_proj;
+    public nn.Module<Tensor, Tensor> gate_proj;
+    public nn.Module<Tensor, Tensor> up_proj;
+    public nn.Module<Tensor, Tensor> down_proj;
     readonly Func<Tensor, Tensor> _act;
 
     public LlamaMLP(LlamaConfig c) : base(nameof(LlamaMLP))
@@ -323,8 +323,11 @@ public sealed record LlamaInput(
     LlamaKVCache? Cache = null,
     Tensor? InputIds = null);
 
-public sealed class LlamaModel : nn.Module<LlamaInput, Tensor>
+public sealed class LlamaModel : nn.Module<LlamaInput, Tensor>, IGradientCheckpointing
 {
+    /// <summary>HF's gradient_checkpointing: decoder layers are recomputed in backward while training.</summary>
+    public bool GradientCheckpointing { get; set; }
+
     public TokenEmbedding embed_tokens;
     public ModuleList<LlamaDecoderLayer> layers;
     public LlamaRMSNorm norm;
@@ -385,8 +388,15 @@ public sealed class LlamaModel : nn.Module<LlamaInput, Tensor>
         var positions = input.PositionIds ?? (torch.arange(l, dtype: ScalarType.Int64, device: x.device) + past).unsqueeze(0).expand(b, l);
         var (cos, sin) = LlamaRotary.CosSin(positions.to(x.device), _c.HeadDim, _c.RopeTheta, x.dtype);
         var mask = BuildAdditiveMask(input.AttentionMask, b, l, past, x.dtype, x.device, _c.EffectiveSlidingWindow);
+        bool checkpoint = Checkpointing.Active(this);
         for (int i = 0; i < layers.Count; i++)
-            x = layers[i].forward(x, new LlamaLayerContext(mask, cos, sin, input.Cache, i));
+        {
+            var layer = layers[i];
+            if (!checkpoint) { x = layer.forward(x, new LlamaLayerContext(mask, cos, sin, input.Cache, i)); continue; }
+            Checkpointing.RefusePrefix(layer.self_attn.Prefix);
+            int index = i;
+            x = Checkpointing.Run(layer, t => layer.forward(t[0]!, new LlamaLayerContext(t[1], t[2]!, t[3]!, null, index)), x, mask, cos, sin);
+        }
         return norm.forward(x).MoveToOuterDisposeScope();
     }
 }
