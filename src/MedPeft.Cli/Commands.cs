@@ -33,13 +33,15 @@ static class Commands
         var collect = new Option<bool>("--collect") { Description = "run nothing: build the tables and report.html from the results store" };
         var emit = new Option<string[]>("--emit") { Description = "--emit slurm DIR: write a Slurm job-array script (one run per array task) and a collect job", Arity = new ArgumentArity(2, 2), AllowMultipleArgumentsPerToken = true };
         var list = new Option<bool>("--list") { Description = "print the plan (run index, key, done/todo, dataset, method, seed) and exit" };
+        var evidence = new Option<string?>("--evidence") { Description = "with --quick --reproducible: also write the reproducibility evidence (every run's scores, benchmark and pretrained-weights digests, CPU) to this file — docs/reproducibility/quick-study-scores.json" };
+        var coreSeeds = new Option<int?>("--seeds") { Description = $"built-in grid: fine-tuning seeds (--seed, --seed + 1, …) for the core methods {string.Join(", ", StudySpec.CoreMethods)} and the random-init row (default {StudySpec.DefaultCoreSeeds}; --quick 1); the others run one" };
         var tasks = new Option<string[]>("--task") { Description = "built-in grid: only these tasks (vqa, report; default: both)", AllowMultipleArgumentsPerToken = true };
         tasks.Validators.Add(v => { foreach (var t in v.GetValueOrDefault<string[]>() ?? []) if (t is not ("vqa" or "report")) v.AddError($"--task {t}: expected vqa or report"); });
         var c = new Command("study", "Run a study — every strategy on every model and dataset — into a crash-safe results store, then write paper-style tables (Markdown, CSV) and report.html. Restart to resume; several processes may share one --out.");
         // An optional positional argument would otherwise swallow a mistyped option as the file name.
         file.Validators.Add(a => { if (a.GetValueOrDefault<string?>() is { } v && v.StartsWith('-')) a.AddError($"Unrecognized command or argument '{v}'."); });
         rt.AddTo(c); c.Add(file);
-        foreach (var o in new Option[] { quick, @out, strategies, cache, epochs, lr, noScratch, lrSweep, runIndex, collect, emit, list, tasks }) c.Add(o);
+        foreach (var o in new Option[] { quick, @out, strategies, cache, epochs, lr, noScratch, lrSweep, runIndex, collect, emit, list, tasks, coreSeeds, evidence }) c.Add(o);
         c.SetAction(r =>
         {
             var device = rt.Apply(r);
@@ -47,7 +49,7 @@ static class Commands
             StudySpec spec;
             if (path is not null)
             {
-                foreach (var (o, name) in new (Option, string)[] { (quick, "--quick"), (strategies, "--strategies"), (epochs, "--epochs"), (lr, "--lr"), (noScratch, "--no-random-init"), (tasks, "--task") })
+                foreach (var (o, name) in new (Option, string)[] { (quick, "--quick"), (strategies, "--strategies"), (epochs, "--epochs"), (lr, "--lr"), (noScratch, "--no-random-init"), (tasks, "--task"), (coreSeeds, "--seeds") })
                     if (r.GetResult(o) is { Implicit: false }) throw new MedPeftException($"{name} applies to the built-in grid; with a study file set it in {path}");
                 spec = StudyFile.Load(path);
                 if (r.GetValue(lrSweep))
@@ -58,8 +60,9 @@ static class Commands
                 var s = r.GetValue(strategies) is { Length: > 0 } given ? given : null;
                 foreach (var one in s ?? []) TuningStrategy.Parse(one, TowerLayout.Blip);   // fail fast on a typo
                 spec = StudySpec.Embedded(r.GetValue(quick), s, !r.GetValue(noScratch), r.GetValue(epochs), r.GetValue(lr), r.GetValue(rt.Seed), r.GetValue(lrSweep),
-                    r.GetValue(tasks) is { Length: > 0 } only ? only : null);
+                    r.GetValue(tasks) is { Length: > 0 } only ? only : null, r.GetValue(coreSeeds));
             }
+            if (r.GetValue(rt.Reproducible)) spec = spec with { Training = spec.Training with { Reproducible = true } };
             var outDir = r.GetValue(@out) ?? $"study-{spec.Name}";
             var plan = StudyPlan.Expand(spec);
 
@@ -67,6 +70,7 @@ static class Commands
             {
                 if (e[0] != "slurm") throw new MedPeftException($"--emit {e[0]}: only \"slurm\" is supported");
                 if (path is null) throw new MedPeftException("--emit slurm needs a study FILE (the array tasks re-read it)");
+                if (spec.Training.Reproducible) throw new MedPeftException("--emit slurm with --reproducible: not supported yet (the array tasks would run in the default mode)");
                 var self = Environment.ProcessPath is { } pp && Path.GetFileNameWithoutExtension(pp) == "dotnet"
                     ? $"dotnet {Path.Combine(AppContext.BaseDirectory, "MedPeft.Cli.dll")}" : Environment.ProcessPath ?? "medpeft";
                 var files = SlurmScript.Write(e[1], new SlurmScript.Options(path, outDir, plan.Runs.Count, self, CacheDir: r.GetValue(cache), Device: device));
@@ -89,6 +93,8 @@ static class Commands
                 return Finish(spec, outDir, store.Finished(), missing, null);
             }
 
+            if (r.GetValue(evidence) is not null && (path is not null || !r.GetValue(quick) || !spec.Training.Reproducible))
+                throw new MedPeftException($"--evidence is the record of `{ReproducibilityEvidence.Command}`: use it with the built-in grid, --quick and --reproducible");
             var options = new StudyRunOptions { OutDir = outDir, CacheDir = r.GetValue(cache) ?? StudyCache.DefaultDir(), Device = device, RunIndex = r.GetValue(runIndex) };
             Console.WriteLine($"study {spec.Name}: {plan.Runs.Count} runs → {Path.GetFullPath(outDir)}");
             foreach (var sk in plan.Skipped) Console.WriteLine($"skipped: {sk}");
@@ -101,8 +107,16 @@ static class Commands
                 Console.WriteLine($"run {options.RunIndex} done ({(summary.RanHere == 1 ? "ran here" : "already recorded")})");
                 return 0;
             }
-            return Finish(spec, outDir, summary.Finished, summary.Failures,
+            int code = Finish(spec, outDir, summary.Finished, summary.Failures,
                 $"study finished in {summary.Seconds:F0} s: {summary.RanHere} run(s) ran here, {summary.Skipped} already recorded");
+            if (r.GetValue(evidence) is { } evidenceFile && code == 0)
+            {
+                var results = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "results.json")))!.AsArray();
+                var record = ReproducibilityEvidence.Make(results, Path.Combine(options.CacheDir, EmbeddedStudy.BenchFolder("quick")));
+                MedPeft.AtomicFile.WriteAllText(evidenceFile, record.ToJsonString(Indented) + "\n");
+                Console.WriteLine($"reproducibility evidence: {Path.GetFullPath(evidenceFile)}");
+            }
+            return code;
         });
         return c;
     }
@@ -114,6 +128,10 @@ static class Commands
         foreach (var g in rows.GroupBy(x => (x.Task, x.Dataset)))
             ConsoleUi.StudyTable($"{g.Key.Task} · {g.Key.Dataset} ({(g.Key.Task == "report" ? "test, BLEU / ROUGE-L / CIDEr-D" : "test, accuracy %")})", g.ToList(),
                 g.Key.Task);
+        var stats = StudyStatistics.Compute(finished);
+        if (stats.Any(s => s.Seeds.Count > 1)) Console.WriteLine(StudyStatistics.Markdown(stats));
+        foreach (var claim in StudyClaims.Evaluate(stats, finished))
+            Console.WriteLine($"claim [{claim.Task}] {claim.Statement}: {StudyClaims.Measured(claim)} → {claim.Verdict.ToUpperInvariant()}{(claim.Note.Length > 0 ? $" ({claim.Note})" : "")}");
         var files = ResultsTables.WriteAll(outDir, $"MedPeft study: {spec.Name}", finished);
         if (headline is not null) Console.WriteLine(headline);
         Console.WriteLine($"results in {Path.GetFullPath(outDir)}: {string.Join(", ", files.Select(Path.GetFileName))}, runs/ (log.jsonl + TensorBoard events per run)");

@@ -285,7 +285,7 @@ public static class LlavaJobs
             ["peak_memory_bytes"] = result.PeakMemoryBytes, ["best_step"] = result.BestStep,
             ["towers"] = report.ToJson()["towers"]!.DeepClone(),
             ["adapter"] = adapter, [TrainedOutputs.AdapterRequiredKey] = adapterRequired, ["template"] = s.Template.Name, ["task"] = reports ? "report" : "vqa",
-            ["augmentation"] = VqaJobs.AugmentationJson(job.Augmentation), ["data_wait_seconds"] = result.DataWaitSeconds,
+            ["augmentation"] = VqaJobs.AugmentationJson(job.Augmentation), ["data_wait_seconds"] = result.DataWaitSeconds, ["reproducibility"] = Reproducibility.Settings?.DeepClone(),
         };
         summary.Add(TrainedOutputs.ValidationKey(reports ? "report" : "vqa"), result.BestValidation);
         AtomicFile.WriteAllText(Path.Combine(job.OutDir, "train_summary.json"), summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));

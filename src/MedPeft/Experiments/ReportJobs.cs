@@ -171,7 +171,7 @@ public static class ReportJobs
             ["steps"] = result.Steps, ["train_seconds"] = result.TrainSeconds, ["steps_per_second"] = result.StepsPerSecond,
             ["peak_memory_bytes"] = result.PeakMemoryBytes, ["best_validation_bleu4"] = result.BestValidation, ["best_step"] = result.BestStep,
             ["towers"] = report.ToJson()["towers"]!.DeepClone(), ["adapter"] = adapter, [TrainedOutputs.AdapterRequiredKey] = adapterRequired, ["load"] = load.Describe(),
-            ["options"] = OptionsJson(options), ["data_wait_seconds"] = result.DataWaitSeconds,
+            ["options"] = OptionsJson(options), ["data_wait_seconds"] = result.DataWaitSeconds, ["reproducibility"] = Reproducibility.Settings?.DeepClone(),
         };
         AtomicFile.WriteAllText(Path.Combine(job.OutDir, "train_summary.json"), summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         return new FineTuneSummary(report, result, lr, job.OutDir, "report") { Tests = tests, Load = load };

@@ -43,6 +43,7 @@ public sealed record StudyRun(int Index, StudyModel Model, StudyDataset Dataset,
         };
         if (LrAuto) config["lr_sweep_steps"] = Training.LrSweepSteps;   // only range-tested runs depend on it
         if (Model.Adapter is not null) config["model"]!["adapter"] = Model.Adapter;   // absent otherwise: older keys stay valid
+        if (Training.Reproducible) config["reproducible"] = true;   // likewise
         return config;
     }
 
@@ -78,7 +79,7 @@ public static class StudyPlan
             {
                 var lrs = strategy.IsZeroShot ? [null] : strategy.LearningRates;
                 foreach (var lr in lrs)
-                    foreach (var seed in strategy.IsZeroShot ? spec.Training.Seeds.Take(1) : spec.Training.Seeds)
+                    foreach (var seed in strategy.IsZeroShot ? spec.Training.Seeds.Take(1) : strategy.Seeds ?? spec.Training.Seeds)
                     {
                         var method = strategy.Label;
                         if (manyModels && !extra) method = $"{model.Name} · {method}";

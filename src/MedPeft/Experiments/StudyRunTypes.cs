@@ -51,6 +51,7 @@ public sealed record RunOutcome(long Trainable, long Total, double LearningRate,
         ["peak_memory_bytes"] = Train?.PeakMemoryBytes ?? ZeroShotPeak ?? 0,
         ["wall_seconds"] = wallSeconds,
         ["code_version"] = codeVersion,
+        ["reproducibility"] = Reproducibility.Settings?.DeepClone(),
         ["metrics"] = new JsonObject(Metrics.Select(m => KeyValuePair.Create(m.Key, (JsonNode?)m.Value.DeepClone()))),
         ["loss_curve"] = new JsonArray((Train?.LossCurve ?? []).Select(p => (JsonNode)new JsonArray(p.Step, p.Loss)).ToArray()),
     };

@@ -85,7 +85,7 @@ public static class VqaJobs
             ["towers"] = report.ToJson()["towers"]!.DeepClone(),
             ["adapter"] = adapter, [TrainedOutputs.AdapterRequiredKey] = adapterRequired,
             ["augmentation"] = AugmentationJson(job.Augmentation),
-            ["data_wait_seconds"] = result.DataWaitSeconds,
+            ["data_wait_seconds"] = result.DataWaitSeconds, ["reproducibility"] = Reproducibility.Settings?.DeepClone(),
         };
         AtomicFile.WriteAllText(Path.Combine(job.OutDir, "train_summary.json"), summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         return new FineTuneSummary(report, result, lr, job.OutDir, "vqa") { Tests = tests };
