@@ -13,8 +13,8 @@ namespace MedPeft.Experiments;
 /// initialised from the pretrained VQA folder (vision_model + text_decoder, text_encoder dropped) untuned; a strategy
 /// fine-tunes it through <see cref="ReportJobs.FineTune"/>; <c>embedded-random</c> starts from the same architecture
 /// at random init. On a folder dataset (iu-xray, mimic-cxr) it goes through the same code as
-/// <c>medpeft train/eval --task report</c>: <see cref="ReportJobs"/> for BLIP folders, <see cref="LlavaJobs"/> for
-/// LLaVA folders.</summary>
+/// <c>medpeft train/eval --task report</c> (<see cref="StudyTasks.RunFolder"/> → <see cref="FineTuning"/>), BLIP and
+/// LLaVA folders alike.</summary>
 public sealed class ReportStudyTask : IStudyTask
 {
     public string Name => "report";
