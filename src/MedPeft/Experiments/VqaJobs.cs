@@ -60,7 +60,7 @@ public static class VqaJobs
         if (LlavaJobs.IsLlavaFolder(job.ModelDir)) return LlavaJobs.Train(job, progress, cancel);
         var device = TorchRuntime.ResolveDevice(job.Device);
         var tokenizer = BlipModelFolder.LoadTokenizer(job.ModelDir);
-        using var model = BlipModelFolder.Load(job.ModelDir, device);
+        using var model = BlipModelFolder.Load(job.ModelDir, device, Precision.Resolve(job.Train.DType, job.ModelDir));
         var strategy = ParseStrategy(job, tokenizer);
         var report = strategy.Apply(model);
         var train = Read(job.Format, job.DataDir, Splits.Train);
@@ -115,13 +115,13 @@ public static class VqaJobs
 
     public static (VqaScores Scores, List<VqaPrediction> Predictions) Evaluate(string modelDir, string dataDir, string format, string split,
         GenerationOptions decoding, string device = "cpu", string normalization = "blip", string? adapterDir = null,
-        string? template = null, DecodingOverrides? overrides = null, Action<string>? log = null)
+        string? template = null, DecodingOverrides? overrides = null, Action<string>? log = null, string dtype = "auto")
     {
-        if (LlavaJobs.IsLlavaFolder(modelDir)) return LlavaJobs.Evaluate(modelDir, dataDir, format, split, overrides, device, normalization, adapterDir, template, log);
+        if (LlavaJobs.IsLlavaFolder(modelDir)) return LlavaJobs.Evaluate(modelDir, dataDir, format, split, overrides, device, normalization, adapterDir, template, log, dtype);
         if (overrides is not null) decoding = overrides.ApplyTo(GenerationConfigFile.Read(modelDir).ForBlip(decoding));
         var dev = TorchRuntime.ResolveDevice(device);
         var tokenizer = BlipModelFolder.LoadTokenizer(modelDir);
-        using var model = BlipModelFolder.Load(modelDir, dev);
+        using var model = BlipModelFolder.Load(modelDir, dev, Precision.Resolve(dtype, modelDir));
         if (adapterDir is not null) PeftAdapters.Load(model, adapterDir);
         using var images = new ImageCache(ImageProcessor.ForFolder(modelDir, model.Config.VisionConfig.ImageSize, Normalization.Get(normalization)));
         var batcher = new VqaBatcher(tokenizer, images);
