@@ -297,6 +297,11 @@ public static class LlavaJobs
         Directory.CreateDirectory(tmp);
         var config = s.Model.Config.Clone();
         config.Architectures = ["LlavaForConditionalGeneration"];
+        // The weights are saved in the dtype the model ran in: say so, as save_pretrained does.
+        config.TorchDtype = s.Model.language_model.lm_head.parameters().First().dtype switch
+        {
+            ScalarType.BFloat16 => "bfloat16", ScalarType.Float16 => "float16", _ => "float32",
+        };
         var json = (JsonObject)JsonNode.Parse(config.ToJson())!;
         json["conversation_template"] = s.Template.Name;
         if (s.ImageBrackets is not null) json["mm_use_im_start_end"] = true;   // keeps <im_start>/<im_end> on reload

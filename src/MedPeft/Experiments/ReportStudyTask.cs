@@ -79,10 +79,10 @@ public sealed class ReportStudyTask : IStudyTask
                     throw new MedPeftException($"{run.Dataset.Name}: test set format {format} is not a report dataset (iu-xray, mimic-cxr)");
                 if (llava)
                 {
-                    var (s, pairs) = LlavaJobs.EvaluateReports(dir, dataDir, format, split, null, ctx.Device, adapterDir: adapter);
+                    var (s, pairs) = LlavaJobs.EvaluateReports(dir, dataDir, format, split, null, ctx.Device, adapterDir: adapter, dtype: run.Model.DType);
                     return Scores(s, pairs.Count);
                 }
-                var (scores, preds, load) = ReportJobs.Evaluate(dir, dataDir, format, split, null, ctx.Device, adapter);
+                var (scores, preds, load) = ReportJobs.Evaluate(dir, dataDir, format, split, ReportTaskOptions.For(format) with { DType = run.Model.DType }, ctx.Device, adapter);
                 droppedEncoder = load.DroppedParameters;
                 return Scores(scores, preds.Count);
             }
@@ -108,7 +108,7 @@ public sealed class ReportStudyTask : IStudyTask
         // report formats included), BLIP folders through ReportJobs.
         (TrainResult Result, TrainableReport Trainable, double Rate) Train(double? lr, string outDir, int? maxSteps, int validationLimit, IProgress<TrainProgress>? progress)
         {
-            var train = new TrainOptions { Epochs = run.Training.Epochs, MaxSteps = maxSteps ?? run.Training.MaxSteps, BatchSize = run.Training.BatchSize, Seed = run.Seed };
+            var train = run.Model.Apply(new TrainOptions { Epochs = run.Training.Epochs, MaxSteps = maxSteps ?? run.Training.MaxSteps, BatchSize = run.Training.BatchSize, Seed = run.Seed });
             if (llava)
             {
                 var s = VqaJobs.Train(new VqaTrainJob
@@ -122,7 +122,7 @@ public sealed class ReportStudyTask : IStudyTask
             {
                 ModelDir = modelDir, DataDir = run.Dataset.Dir!, Format = run.Dataset.Format, Strategy = run.Strategy.Spec, OutDir = outDir,
                 Device = ctx.Device, LearningRate = lr, MethodOptions = methodOptions, Train = train,
-                Options = ReportTaskOptions.For(run.Dataset.Format) with { BatchSize = run.Training.BatchSize, ValidationLimit = validationLimit },
+                Options = ReportTaskOptions.For(run.Dataset.Format) with { BatchSize = run.Training.BatchSize, ValidationLimit = validationLimit, DType = run.Model.DType },
             }, progress, ctx.Cancel);
             return (b.Result, b.Trainable, b.LearningRate);
         }

@@ -23,10 +23,10 @@ public sealed class VqaStudyTask : IStudyTask
         {
             var metrics = new Dictionary<string, System.Text.Json.Nodes.JsonObject>
             {
-                ["test"] = RunOutcome.Scores(VqaJobs.Evaluate(dir, run.Dataset.Dir!, run.Dataset.Format, run.Dataset.Test, decoding, ctx.Device, adapterDir: adapter).Scores),
+                ["test"] = RunOutcome.Scores(VqaJobs.Evaluate(dir, run.Dataset.Dir!, run.Dataset.Format, run.Dataset.Test, decoding, ctx.Device, adapterDir: adapter, dtype: run.Model.DType).Scores),
             };
             foreach (var extra in run.Dataset.ExtraTests)
-                metrics[$"extra:{extra.Name}"] = RunOutcome.Scores(VqaJobs.Evaluate(dir, extra.Dir, extra.Format, extra.Split, decoding, ctx.Device, adapterDir: adapter).Scores);
+                metrics[$"extra:{extra.Name}"] = RunOutcome.Scores(VqaJobs.Evaluate(dir, extra.Dir, extra.Format, extra.Split, decoding, ctx.Device, adapterDir: adapter, dtype: run.Model.DType).Scores);
             return metrics;
         }
 
@@ -46,7 +46,7 @@ public sealed class VqaStudyTask : IStudyTask
             ModelDir = modelDir, DataDir = run.Dataset.Dir!, Format = run.Dataset.Format, Strategy = run.Strategy.Spec, OutDir = outDir,
             Device = ctx.Device, LearningRate = lr, ValidationLimit = validationLimit,
             MethodOptions = run.Strategy.ParseOptions(),   // every method's options, not only LoRA's
-            Train = new TrainOptions { Epochs = run.Training.Epochs, MaxSteps = maxSteps ?? run.Training.MaxSteps, BatchSize = run.Training.BatchSize, Seed = run.Seed },
+            Train = run.Model.Apply(new TrainOptions { Epochs = run.Training.Epochs, MaxSteps = maxSteps ?? run.Training.MaxSteps, BatchSize = run.Training.BatchSize, Seed = run.Seed }),
         };
 
         var (rate, trials) = LrSweep.ForRun(run, ctx, (lr, dir, steps) =>
