@@ -33,13 +33,15 @@ static class Commands
         var collect = new Option<bool>("--collect") { Description = "run nothing: build the tables and report.html from the results store" };
         var emit = new Option<string[]>("--emit") { Description = "--emit slurm DIR: write a Slurm job-array script (one run per array task) and a collect job", Arity = new ArgumentArity(2, 2), AllowMultipleArgumentsPerToken = true };
         var list = new Option<bool>("--list") { Description = "print the plan (run index, key, done/todo, dataset, method, seed) and exit" };
+        var evidence = new Option<string?>("--evidence") { Description = "with --quick --reproducible: also write the reproducibility evidence (every run's scores, benchmark and pretrained-weights digests, CPU) to this file — docs/reproducibility/quick-study-scores.json" };
+        var coreSeeds = new Option<int?>("--seeds") { Description = $"built-in grid: fine-tuning seeds (--seed, --seed + 1, …) for the core methods {string.Join(", ", StudySpec.CoreMethods)} and the random-init row (default {StudySpec.DefaultCoreSeeds}; --quick 1); the others run one" };
         var tasks = new Option<string[]>("--task") { Description = "built-in grid: only these tasks (vqa, report; default: both)", AllowMultipleArgumentsPerToken = true };
         tasks.Validators.Add(v => { foreach (var t in v.GetValueOrDefault<string[]>() ?? []) if (t is not ("vqa" or "report")) v.AddError($"--task {t}: expected vqa or report"); });
         var c = new Command("study", "Run a study — every strategy on every model and dataset — into a crash-safe results store, then write paper-style tables (Markdown, CSV) and report.html. Restart to resume; several processes may share one --out.");
         // An optional positional argument would otherwise swallow a mistyped option as the file name.
         file.Validators.Add(a => { if (a.GetValueOrDefault<string?>() is { } v && v.StartsWith('-')) a.AddError($"Unrecognized command or argument '{v}'."); });
         rt.AddTo(c); c.Add(file);
-        foreach (var o in new Option[] { quick, @out, strategies, cache, epochs, lr, noScratch, lrSweep, runIndex, collect, emit, list, tasks }) c.Add(o);
+        foreach (var o in new Option[] { quick, @out, strategies, cache, epochs, lr, noScratch, lrSweep, runIndex, collect, emit, list, tasks, coreSeeds, evidence }) c.Add(o);
         c.SetAction(r =>
         {
             var device = rt.Apply(r);
@@ -47,7 +49,7 @@ static class Commands
             StudySpec spec;
             if (path is not null)
             {
-                foreach (var (o, name) in new (Option, string)[] { (quick, "--quick"), (strategies, "--strategies"), (epochs, "--epochs"), (lr, "--lr"), (noScratch, "--no-random-init"), (tasks, "--task") })
+                foreach (var (o, name) in new (Option, string)[] { (quick, "--quick"), (strategies, "--strategies"), (epochs, "--epochs"), (lr, "--lr"), (noScratch, "--no-random-init"), (tasks, "--task"), (coreSeeds, "--seeds") })
                     if (r.GetResult(o) is { Implicit: false }) throw new MedPeftException($"{name} applies to the built-in grid; with a study file set it in {path}");
                 spec = StudyFile.Load(path);
                 if (r.GetValue(lrSweep))
@@ -58,8 +60,9 @@ static class Commands
                 var s = r.GetValue(strategies) is { Length: > 0 } given ? given : null;
                 foreach (var one in s ?? []) TuningStrategy.Parse(one, TowerLayout.Blip);   // fail fast on a typo
                 spec = StudySpec.Embedded(r.GetValue(quick), s, !r.GetValue(noScratch), r.GetValue(epochs), r.GetValue(lr), r.GetValue(rt.Seed), r.GetValue(lrSweep),
-                    r.GetValue(tasks) is { Length: > 0 } only ? only : null);
+                    r.GetValue(tasks) is { Length: > 0 } only ? only : null, r.GetValue(coreSeeds));
             }
+            if (r.GetValue(rt.Reproducible)) spec = spec with { Training = spec.Training with { Reproducible = true } };
             var outDir = r.GetValue(@out) ?? $"study-{spec.Name}";
             var plan = StudyPlan.Expand(spec);
 
@@ -67,6 +70,7 @@ static class Commands
             {
                 if (e[0] != "slurm") throw new MedPeftException($"--emit {e[0]}: only \"slurm\" is supported");
                 if (path is null) throw new MedPeftException("--emit slurm needs a study FILE (the array tasks re-read it)");
+                if (spec.Training.Reproducible) throw new MedPeftException("--emit slurm with --reproducible: not supported yet (the array tasks would run in the default mode)");
                 var self = Environment.ProcessPath is { } pp && Path.GetFileNameWithoutExtension(pp) == "dotnet"
                     ? $"dotnet {Path.Combine(AppContext.BaseDirectory, "MedPeft.Cli.dll")}" : Environment.ProcessPath ?? "medpeft";
                 var files = SlurmScript.Write(e[1], new SlurmScript.Options(path, outDir, plan.Runs.Count, self, CacheDir: r.GetValue(cache), Device: device));
@@ -89,6 +93,8 @@ static class Commands
                 return Finish(spec, outDir, store.Finished(), missing, null);
             }
 
+            if (r.GetValue(evidence) is not null && (path is not null || !r.GetValue(quick) || !spec.Training.Reproducible))
+                throw new MedPeftException($"--evidence is the record of `{ReproducibilityEvidence.Command}`: use it with the built-in grid, --quick and --reproducible");
             var options = new StudyRunOptions { OutDir = outDir, CacheDir = r.GetValue(cache) ?? StudyCache.DefaultDir(), Device = device, RunIndex = r.GetValue(runIndex) };
             Console.WriteLine($"study {spec.Name}: {plan.Runs.Count} runs → {Path.GetFullPath(outDir)}");
             foreach (var sk in plan.Skipped) Console.WriteLine($"skipped: {sk}");
@@ -101,8 +107,16 @@ static class Commands
                 Console.WriteLine($"run {options.RunIndex} done ({(summary.RanHere == 1 ? "ran here" : "already recorded")})");
                 return 0;
             }
-            return Finish(spec, outDir, summary.Finished, summary.Failures,
+            int code = Finish(spec, outDir, summary.Finished, summary.Failures,
                 $"study finished in {summary.Seconds:F0} s: {summary.RanHere} run(s) ran here, {summary.Skipped} already recorded");
+            if (r.GetValue(evidence) is { } evidenceFile && code == 0)
+            {
+                var results = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "results.json")))!.AsArray();
+                var record = ReproducibilityEvidence.Make(results, Path.Combine(options.CacheDir, EmbeddedStudy.BenchFolder("quick")));
+                MedPeft.AtomicFile.WriteAllText(evidenceFile, record.ToJsonString(Indented) + "\n");
+                Console.WriteLine($"reproducibility evidence: {Path.GetFullPath(evidenceFile)}");
+            }
+            return code;
         });
         return c;
     }
@@ -114,6 +128,10 @@ static class Commands
         foreach (var g in rows.GroupBy(x => (x.Task, x.Dataset)))
             ConsoleUi.StudyTable($"{g.Key.Task} · {g.Key.Dataset} ({(g.Key.Task == "report" ? "test, BLEU / ROUGE-L / CIDEr-D" : "test, accuracy %")})", g.ToList(),
                 g.Key.Task);
+        var stats = StudyStatistics.Compute(finished);
+        if (stats.Any(s => s.Seeds.Count > 1)) Console.WriteLine(StudyStatistics.Markdown(stats));
+        foreach (var claim in StudyClaims.Evaluate(stats, finished))
+            Console.WriteLine($"claim [{claim.Task}] {claim.Statement}: {StudyClaims.Measured(claim)} → {claim.Verdict.ToUpperInvariant()}{(claim.Note.Length > 0 ? $" ({claim.Note})" : "")}");
         var files = ResultsTables.WriteAll(outDir, $"MedPeft study: {spec.Name}", finished);
         if (headline is not null) Console.WriteLine(headline);
         Console.WriteLine($"results in {Path.GetFullPath(outDir)}: {string.Join(", ", files.Select(Path.GetFileName))}, runs/ (log.jsonl + TensorBoard events per run)");
@@ -128,7 +146,7 @@ static class Commands
         var data = new Option<string>("--data") { Description = "dataset folder", Required = true };
         var format = new Option<string>("--format") { Description = "dataset format (slake, vqa-rad, pathvqa; report task: iu-xray, mimic-cxr)", DefaultValueFactory = _ => "slake" };
         var task = TaskOption();
-        var strategy = new Option<string>("--strategy") { Description = "e.g. ln, ln@text, full@vision+ln@text, ffn, attn, bias, full, lora, ia3, prefix, ptuning (P-tuning v2), ptuning-v1 (PEFT P_TUNING), prompt, ln+lora@text", DefaultValueFactory = _ => "ln" };
+        var strategy = new Option<string>("--strategy") { Description = $"method[@tower,…][+…], e.g. ln, ln@text, full@vision+ln@text, ln+lora@text; methods: {string.Join(", ", MedPeft.Tuning.TuningMethods.All.Keys)} (ptuning = P-tuning v2, ptuning-v1 = PEFT P_TUNING)", DefaultValueFactory = _ => "ln" };
         var @out = new Option<string>("--out") { Description = "output folder (model/, log.jsonl, train_summary.json)", Required = true };
         var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 10 };
         var maxSteps = new Option<int?>("--max-steps") { Description = "stop after this many optimizer steps" };
@@ -158,7 +176,7 @@ static class Commands
                 OutDir = r.GetValue(@out)!, Device = device, LearningRate = r.GetValue(lr), Normalization = r.GetValue(norm)!,
                 Augmentation = aug.Get(r),
                 Template = r.GetValue(template), Log = line => Console.Error.WriteLine(line),
-                MethodOptions = methodOptions,
+                MethodOptions = methodOptions, Task = r.GetValue(task),
                 Train = new TrainOptions
                 {
                     Epochs = r.GetValue(epochs), MaxSteps = r.GetValue(maxSteps), BatchSize = r.GetValue(batch), GradientAccumulation = r.GetValue(accum),
@@ -167,44 +185,32 @@ static class Commands
                     DType = r.GetValue(precision.DType)!, GradientCheckpointing = r.GetValue(precision.Checkpointing),
                 },
             };
-            if (r.GetValue(task) == "report" && LlavaJobs.IsLlavaFolder(job.ModelDir))
-                job = job with { ReportPrompt = r.GetValue(rep.Prompt) is { Length: > 0 } pr ? pr : null };
-            else if (r.GetValue(task) == "report")
-            {
-                var rjob = new ReportTrainJob
+            if (FineTuning.TaskFor(job.Task, job.Format) == "report")
+                job = job with
                 {
-                    ModelDir = job.ModelDir, DataDir = job.DataDir, Format = job.Format, Strategy = job.Strategy, OutDir = job.OutDir, Device = device,
-                    LearningRate = job.LearningRate, Train = job.Train,
-                    MethodOptions = methodOptions,
-                    Options = rep.Get(r, job.Format, batch: job.Train.BatchSize) with
+                    ReportPrompt = r.GetValue(rep.Prompt) is { Length: > 0 } pr ? pr : null,   // LLaVA's instruction
+                    ReportOptions = rep.Get(r, job.Format, batch: job.Train.BatchSize) with   // BLIP's captioning settings
                     {
                         Normalization = job.Normalization, Augmentation = job.Augmentation, PrefetchBatches = job.Train.PrefetchBatches,
-                        DType = job.Train.DType,
                     },
                 };
-                var rs = ConsoleUi.WithProgress((progress, _) => ReportJobs.Train(rjob, progress(rjob.Strategy)));
-                Console.WriteLine(rs.Load.Describe());
-                ConsoleUi.TrainableTable("model", rjob.Strategy, rs.Trainable);
-                Console.WriteLine($"trained {rs.Result.Steps} steps in {rs.Result.TrainSeconds:F0} s ({rs.Result.StepsPerSecond:F2} steps/s, lr {rs.LearningRate:G3}); " +
-                                  $"best validation BLEU-4 {(rs.Result.BestValidation is double b4 ? $"{b4:F2} at step {rs.Result.BestStep}" : "n/a")}; peak memory {ConsoleUi.Bytes(rs.Result.PeakMemoryBytes)}");
-                Console.WriteLine($"model saved to {Path.Combine(rs.OutDir, "model")}");
-                return 0;
-            }
-            var s = ConsoleUi.WithProgress((progress, _) => VqaJobs.Train(job, progress(job.Strategy)));
+            var s = ConsoleUi.WithProgress((progress, _) => FineTuning.Train(job, progress(job.Strategy)));
+            if (s.Load is { } load) Console.WriteLine(load.Describe());
             ConsoleUi.TrainableTable("model", job.Strategy, s.Trainable);
+            var best = s.Result.BestValidation is not double v ? "n/a"
+                : (s.Task == "report" ? $"BLEU-4 {v:F2}" : $"{v:F1}%") + $" at step {s.Result.BestStep}";
             Console.WriteLine($"trained {s.Result.Steps} steps in {s.Result.TrainSeconds:F0} s ({s.Result.StepsPerSecond:F2} steps/s, lr {s.LearningRate:G3}); " +
-                              $"best validation {(s.Result.BestValidation is double v ? $"{v:F1}% at step {s.Result.BestStep}" : "n/a")}; peak memory {ConsoleUi.Bytes(s.Result.PeakMemoryBytes)}");
+                              $"best validation {best}; peak memory {ConsoleUi.Bytes(s.Result.PeakMemoryBytes)}");
             Console.WriteLine($"model saved to {Path.Combine(s.OutDir, "model")}");
             return 0;
         });
         return c;
     }
 
-    static Option<string> TaskOption() => new("--task")
+    static Option<string?> TaskOption() => new("--task")
     {
-        Description = "vqa (BlipForQuestionAnswering, answers) or report (BlipForConditionalGeneration, image → report)",
-        DefaultValueFactory = _ => "vqa",
-        Validators = { v => { if (v.GetValueOrDefault<string>() is not ("vqa" or "report")) v.AddError("--task must be vqa or report"); } },
+        Description = "vqa (answers; BLIP: BlipForQuestionAnswering) or report (image → report; BLIP: BlipForConditionalGeneration); default: the dataset format's task",
+        Validators = { v => { if (v.GetValueOrDefault<string?>() is not (null or "vqa" or "report")) v.AddError("--task must be vqa or report"); } },
     };
 
     static Command Eval()
@@ -240,30 +246,25 @@ static class Commands
             if (sets.Count == 0) throw new MedPeftException("eval: give a test set with --data DIR [--format F --split S] or --test DIR:FORMAT[:SPLIT]");
             var unique = TestSet.Unique(sets);
             var modelDir = r.GetValue(model)!;
-            bool llava = LlavaJobs.IsLlavaFolder(modelDir);
             var overrides = new DecodingOverrides(r.GetValue(beams), r.GetValue(maxNew), r.GetValue(minNew));
             Action<string> log = line => Console.Error.WriteLine(line);
             var results = new JsonObject();
             foreach (var set in unique)
             {
                 string? predPath = r.GetValue(preds) is string p ? (unique.Count == 1 ? p : TestSet.PredictionsPath(p, set.Name)) : null;
-                JsonObject scoresJson;
-                if (r.GetValue(task) == "report")
+                var setTask = FineTuning.TaskFor(r.GetValue(task), set.Format);
+                var result = FineTuning.Evaluate(new EvalJob
                 {
-                    ReportScores scores; IReadOnlyList<ReportPair> pairs;
-                    if (llava)
-                    {
-                        var prompt = r.GetValue(rep.Prompt) is { Length: > 0 } pr ? pr : null;
-                        (scores, var list) = LlavaJobs.EvaluateReports(modelDir, set.Dir, set.Format, set.Split, overrides, device, r.GetValue(norm)!,
-                            r.GetValue(adapter), r.GetValue(template), prompt, log, dtype);
-                        pairs = list;
-                    }
-                    else
-                    {
-                        var options = rep.Get(r, set.Format, r.GetValue(beams), r.GetValue(maxNew), r.GetValue(minNew)) with { Normalization = r.GetValue(norm)!, DType = dtype };
-                        (scores, pairs, var load) = ReportJobs.Evaluate(modelDir, set.Dir, set.Format, set.Split, options, device, r.GetValue(adapter));
-                        if (load.DroppedTensors.Count > 0) Console.Error.WriteLine(load.Describe());
-                    }
+                    ModelDir = modelDir, AdapterDir = r.GetValue(adapter), DataDir = set.Dir, Format = set.Format, Split = set.Split, Task = setTask,
+                    Decoding = overrides, Device = device, Normalization = r.GetValue(norm)!, Template = r.GetValue(template), Log = log, DType = dtype,
+                    ReportPrompt = r.GetValue(rep.Prompt) is { Length: > 0 } pr ? pr : null,
+                    ReportOptions = setTask == "report" ? rep.Get(r, set.Format, r.GetValue(beams), r.GetValue(maxNew), r.GetValue(minNew)) with { Normalization = r.GetValue(norm)! } : null,
+                });
+                JsonObject scoresJson;
+                if (result.Reports is { } scores)
+                {
+                    var pairs = result.Pairs!;
+                    if (result.Load is { DroppedTensors.Count: > 0 } load) Console.Error.WriteLine(load.Describe());
                     if (predPath is not null) ReportPairsFile.Save(predPath, pairs);
                     scoresJson = new JsonObject(scores.ToDictionary().Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value)));
                     scoresJson["reports"] = pairs.Count;
@@ -278,11 +279,9 @@ static class Commands
                 }
                 else
                 {
-                    var (scores, predictions) = VqaJobs.Evaluate(modelDir, set.Dir, set.Format, set.Split, VqaEvaluation.MissDecoding, device, r.GetValue(norm)!,
-                        r.GetValue(adapter), r.GetValue(template), overrides, log, dtype);
-                    if (predPath is not null) VqaPredictionsFile.Save(predPath, predictions);
-                    scoresJson = VqaJson(scores);
-                    if (!r.GetValue(json)) ConsoleUi.VqaScores(keyed ? $"{set.Name} ({set.Dir})" : $"{set.Format} {set.Split}", scores);
+                    if (predPath is not null) VqaPredictionsFile.Save(predPath, result.Answers!);
+                    scoresJson = VqaJson(result.Vqa!);
+                    if (!r.GetValue(json)) ConsoleUi.VqaScores(keyed ? $"{set.Name} ({set.Dir})" : $"{set.Format} {set.Split}", result.Vqa!);
                 }
                 if (keyed) { scoresJson["data"] = set.Dir; scoresJson["format"] = set.Format; scoresJson["split"] = set.Split; if (predPath is not null) scoresJson["predictions"] = predPath; }
                 results[set.Name] = scoresJson;

@@ -8,13 +8,17 @@ sealed class RuntimeOptions
     public readonly Option<string> Device = new("--device") { Description = "cpu, cuda, cuda:N or auto", DefaultValueFactory = _ => "cpu" };
     public readonly Option<int?> Threads = new("--threads") { Description = "CPU threads for libtorch (default: all cores)" };
     public readonly Option<long> Seed = new("--seed") { Description = "random seed (same seed ⇒ same numbers on CPU)", DefaultValueFactory = _ => 42 };
+    public readonly Option<bool> Reproducible = new(ReproducibleName) { Description = $"the same numbers on any x64 processor: MKL CNR, ATen's scalar kernels, no oneDNN, glibc math without FMA, {MedPeft.Reproducibility.Threads} threads (slower; docs/reproducibility.md)" };
+    public const string ReproducibleName = "--reproducible";
 
-    public void AddTo(Command c) { c.Add(Device); c.Add(Threads); c.Add(Seed); }
+    public void AddTo(Command c) { c.Add(Device); c.Add(Threads); c.Add(Seed); c.Add(Reproducible); }
 
-    /// <summary>Applies threads and seed; returns the device string (validated).</summary>
+    /// <summary>Applies the reproducible mode (Program.cs has restarted the process with its environment), threads and
+    /// seed; returns the device string (validated).</summary>
     public string Apply(ParseResult r)
     {
-        TorchRuntime.SetThreads(r.GetValue(Threads));
+        if (r.GetValue(Reproducible)) MedPeft.Reproducibility.Apply(r.GetValue(Threads));
+        else TorchRuntime.SetThreads(r.GetValue(Threads));
         TorchRuntime.Seed(r.GetValue(Seed));
         var device = r.GetValue(Device)!;
         TorchRuntime.ResolveDevice(device);
@@ -92,7 +96,7 @@ sealed class ReportCliOptions
 /// strategy options give and builds the configs with the one builder, MethodOptions.Parse.</summary>
 public sealed class MethodCliOptions
 {
-    public readonly Option<int?> LoraR = new("--lora-r") { Description = "LoRA rank (lora terms; default 8)" };
+    public readonly Option<int?> LoraR = new("--lora-r") { Description = "LoRA rank (lora and dora terms; default 8)" };
     public readonly Option<double?> LoraAlpha = new("--lora-alpha") { Description = "LoRA alpha (default 32)" };
     public readonly Option<double?> LoraDropout = new("--lora-dropout") { Description = "LoRA dropout (default 0.1)" };
     public readonly Option<string[]> LoraTargets = new("--lora-targets") { Description = "module-name suffixes (PEFT target_modules; default query value for BLIP, q_proj v_proj for LLaVA)", AllowMultipleArgumentsPerToken = true };

@@ -15,6 +15,11 @@ if (parse.Errors.Count > 0)
     Console.Error.WriteLine($"medpeft: {parse.Errors[0].Message} (see '{where} --help')");
     return 2;
 }
+// --reproducible: its environment must be in place before libtorch, MKL and glibc read it, i.e. before this process
+// started; restart with it (the child runs the command).
+if (parse.CommandResult.Command.Options.FirstOrDefault(o => o.Name == RuntimeOptions.ReproducibleName) is Option<bool> reproducible
+    && parse.GetValue(reproducible) && MedPeft.Reproducibility.MissingVariables().Count > 0)
+    return MedPeft.Reproducibility.Reexec(args);
 try
 {
     // Our handler below prints MedPeftException as one line; System.CommandLine's would print a stack trace.

@@ -64,6 +64,8 @@ public sealed class EmbeddedStudy : IDisposable
     public List<VqaSample> TrainSet { get; }
     public List<VqaSample> ValidationSet { get; }
     public List<VqaSample> TestSet { get; }
+    /// <summary>Test qid → question family (content type), for per-family accuracies.</summary>
+    public Dictionary<string, string> TestFamilies { get; }
     public PretrainSummary Pretrain { get; }
 
     /// <summary>Generates or loads the benchmark and the pretrained model; <paramref name="stage"/> and
@@ -77,9 +79,9 @@ public sealed class EmbeddedStudy : IDisposable
         _size = size;
         _device = TorchRuntime.ResolveDevice(device);
         stage?.Invoke("synthetic benchmark");
-        BenchDir = Path.Combine(cacheDir, $"bench-{size}");
+        BenchDir = Path.Combine(cacheDir, BenchFolder(size));
         // Two study processes starting on an empty cache: one generates and pretrains, the other waits for it.
-        using var cacheLock = CacheLock.Acquire(Path.Combine(cacheDir, $"bench-{size}-s{pretrainSeed}.lock"), cancel);
+        using var cacheLock = CacheLock.Acquire(Path.Combine(cacheDir, $"{BenchFolder(size)}-s{pretrainSeed}.lock"), cancel);
         SyntheticBench.EnsureGenerated(BenchDir, _plan.Bench);
         var vocabPath = Path.Combine(BenchDir, "vocab.txt");
         if (!File.Exists(vocabPath)) BlipTokenizer.WriteVocabulary(SyntheticBench.Vocabulary(_plan.Bench), vocabPath);
@@ -87,6 +89,7 @@ public sealed class EmbeddedStudy : IDisposable
         TrainSet = SlakeReader.Read(BenchDir, Splits.Train).ToList();
         ValidationSet = SlakeReader.Read(BenchDir, Splits.Validation).ToList();
         TestSet = SlakeReader.Read(BenchDir, Splits.Test).ToList();
+        TestFamilies = QuestionFamilies.Read(BenchDir, Splits.Test);
         Config = BlipPresets.Tiny(tokenizer.VocabSize, tokenizer.DecId, tokenizer.SepId, tokenizer.PadId, _plan.Bench.ImageSize);
         _images = new ImageCache(new ImageProcessor(Config.VisionConfig.ImageSize, Normalization.Blip));
         Batcher = new VqaBatcher(tokenizer, _images, maxAnswerTokens: 40);
@@ -95,6 +98,10 @@ public sealed class EmbeddedStudy : IDisposable
     }
 
     public void Dispose() => _images.Dispose();
+
+    /// <summary>The cache folder of a benchmark size: generated images (drawn with glibc's math) and the models
+    /// pretrained on them differ between the default and the reproducible mode, so each mode has its own.</summary>
+    public static string BenchFolder(string size) => Reproducibility.Settings is null ? $"bench-{size}" : $"bench-{size}-reproducible";
 
     static readonly Dictionary<(string, string, long, string), EmbeddedStudy> Instances = new();
 
@@ -131,7 +138,7 @@ public sealed class EmbeddedStudy : IDisposable
     {
         if (model.Preset == StudyModel.Embedded) return Pretrain.Dir;
         var dir = Path.Combine(BenchDir, $"random-init-s{_seed}");
-        using var cacheLock = CacheLock.Acquire(Path.Combine(_cacheDir, $"bench-{_size}-s{_seed}.lock"), default);
+        using var cacheLock = CacheLock.Acquire(Path.Combine(_cacheDir, $"{BenchFolder(_size)}-s{_seed}.lock"), default);
         if (!BlipModelFolder.IsModelFolder(dir))
         {
             using var scratch = Model(model);
@@ -165,8 +172,8 @@ public sealed class EmbeddedStudy : IDisposable
             PeakMemory.Reset();
             var clock = Stopwatch.StartNew();
             long total = ModelUtils.UniqueParameters(untuned).Sum(p => p.Param.numel());
-            var scores = VqaEvaluation.Evaluate(untuned, test, Batcher, VqaEvaluation.MissDecoding, _device);
-            return RunOutcome.ZeroShot(total, new() { ["test"] = RunOutcome.Scores(scores) }, PeakMemory.Bytes(), clock.Elapsed.TotalSeconds);
+            var metrics = TestMetrics(untuned, test);
+            return RunOutcome.ZeroShot(total, metrics, PeakMemory.Bytes(), clock.Elapsed.TotalSeconds);
         }
 
         TrainResult Train(BlipForQuestionAnswering model, double lr, int? maxSteps, List<VqaSample> val, string? log, IProgress<TrainProgress>? progress) =>
@@ -184,12 +191,7 @@ public sealed class EmbeddedStudy : IDisposable
                 using var m = Model(run.Model);
                 TorchRuntime.Seed(run.Seed);
                 TuningStrategy.Parse(run.Strategy.Spec, TowerLayout.Blip, run.Strategy.Methods(TowerLayout.Blip)).Apply(m);
-                try
-                {
-                    var r = Train(m, lr, steps, validation.Take(LrSweep.ValidationQuestions).ToList(), null, null);
-                    return new LrTrial(lr, r.BestValidation, r.LossCurve.Count > 0 ? r.LossCurve[^1].Loss : double.NaN);
-                }
-                catch (MedPeftException) { return new LrTrial(lr, null, double.NaN); }   // diverged (non-finite loss)
+                return LrSweep.Trial(lr, Train(m, lr, steps, validation.Take(LrSweep.ValidationQuestions).ToList(), null, null));
             }, ctx.Stage);
         }
         else rate = run.LearningRate ?? StrategyDefaults.LearningRate(run.Strategy.Spec);
@@ -198,8 +200,14 @@ public sealed class EmbeddedStudy : IDisposable
         TorchRuntime.Seed(run.Seed);
         var report = TuningStrategy.Parse(run.Strategy.Spec, TowerLayout.Blip, run.Strategy.Methods(TowerLayout.Blip)).Apply(model);
         var result = Train(model, rate, null, validation, ctx.LogPath, ctx.Progress);
-        var testScores = VqaEvaluation.Evaluate(model, test, Batcher, VqaEvaluation.MissDecoding, _device);
-        return new RunOutcome(report.Trainable, report.Total, rate, trials, result, new() { ["test"] = RunOutcome.Scores(testScores) });
+        return new RunOutcome(report.Trainable, report.Total, rate, trials, result, TestMetrics(model, test));
+    }
+
+    /// <summary>Test scores with MISS's decoding, and the accuracy per question family ("families").</summary>
+    Dictionary<string, JsonObject> TestMetrics(BlipForQuestionAnswering model, List<VqaSample> test)
+    {
+        var predictions = VqaEvaluation.Predict(model, test, Batcher, VqaEvaluation.MissDecoding, _device);
+        return new() { ["test"] = RunOutcome.Scores(VqaScorer.Score(predictions)), ["families"] = QuestionFamilies.Accuracies(predictions, TestFamilies) };
     }
 
     /// <summary>Pretrains the tiny model once per benchmark/config/seed and caches it as an HF-layout folder

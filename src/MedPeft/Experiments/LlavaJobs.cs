@@ -39,20 +39,16 @@ public sealed class LlavaSession : IDisposable
 /// padding) and the images.</summary>
 public sealed record LlavaBatch(Tensor InputIds, Tensor AttentionMask, Tensor? Labels, Tensor PixelValues);
 
+/// <summary>A LLaVA batch as CPU data (made on the prefetch thread): token rows with their prompt lengths, and images
+/// as cached tensors or augmented pixels.</summary>
+public sealed record LlavaPreparedBatch(IReadOnlyList<(int[] Ids, int PromptLen)> Rows, bool WithLabels, Tensor[]? CachedImages, float[][]? Pixels);
+
 /// <summary>The LLaVA side of `medpeft train` / `medpeft eval` (Med-VQA; report datasets train as instruction →
 /// report and are scored by `medpeft eval --task report`): prompt = the template around the question
 /// with the image placeholder, target = answer + EOS; left padding everywhere (the merge and generation expect it);
 /// greedy or beam decoding with the KV cache; the same VQA scorer and outputs as the BLIP path.</summary>
 public static class LlavaJobs
 {
-    /// <summary>True when <paramref name="dir"/>/config.json is a LLaVA config (HF or original layout).</summary>
-    public static bool IsLlavaFolder(string dir)
-    {
-        if (!File.Exists(Path.Combine(dir, "config.json"))) return false;
-        try { return Presets.FromFolder(dir).Family == ModelFamily.Llava; }
-        catch (MedPeftException) { return false; }
-    }
-
     public static LlavaSession Open(string dir, Device device, string? template, Action<string>? log = null, string dtype = "auto")
     {
         if (!Directory.Exists(dir)) throw new MedPeftException($"{dir}: model folder not found");
@@ -112,7 +108,13 @@ public static class LlavaJobs
         return ids.ToArray();
     }
 
-    public static LlavaBatch Batch(LlavaSession s, IReadOnlyList<VqaSample> samples, ImageCache images, Device device, bool withLabels, int maxAnswerTokens = 32)
+    public static LlavaBatch Batch(LlavaSession s, IReadOnlyList<VqaSample> samples, ImageCache images, Device device, bool withLabels, int maxAnswerTokens = 32) =>
+        Batch(s, Prepare(s, samples, images, withLabels, maxAnswerTokens), images.Processor.Size, device);
+
+    /// <summary>The CPU half of a batch (prefetch thread): token rows and images — cached, or with
+    /// <paramref name="augmentation"/> freshly augmented per (seed, epoch, sample) as the BLIP batchers do.</summary>
+    public static LlavaPreparedBatch Prepare(LlavaSession s, IReadOnlyList<VqaSample> samples, ImageCache images, bool withLabels, int maxAnswerTokens = 32,
+        Augmentation? augmentation = null, long augmentationSeed = 42, int epoch = 0)
     {
         var rows = new List<(int[] Ids, int PromptLen)>();
         foreach (var x in samples)
@@ -122,6 +124,17 @@ public static class LlavaJobs
             var answer = s.Tokenizer.Encode(x.Answer, addSpecialTokens: false).Take(maxAnswerTokens);
             rows.Add(([.. prompt, .. answer, s.EosId], prompt.Length));
         }
+        Tensor[]? cached = null; float[][]? pixels = null;
+        if (augmentation is { } aug)
+            pixels = samples.Select(x => images.Processor.Pixels(x.ImagePath, aug, augmentationSeed, epoch, x.Id + "\n" + x.ImagePath)).ToArray();
+        else cached = samples.Select(x => images.Get(x.ImagePath)).ToArray();
+        return new LlavaPreparedBatch(rows, withLabels, cached, pixels);
+    }
+
+    /// <summary>The tensor half (training thread): rows left-padded, labels −100 on prompt and padding.</summary>
+    public static LlavaBatch Batch(LlavaSession s, LlavaPreparedBatch p, int imageSize, Device device)
+    {
+        var rows = p.Rows;
         int width = rows.Max(r => r.Ids.Length), n = rows.Count;
         var ids = new long[n * width];
         var mask = new long[n * width];
@@ -138,9 +151,9 @@ public static class LlavaJobs
                 labels[i * width + j] = real && k >= rows[i].PromptLen ? rows[i].Ids[k] : -100;
             }
         }
-        var pixels = torch.stack(samples.Select(x => images.Get(x.ImagePath)).ToArray()).to(device);
+        var pixels = VqaBatcher.Stack(p.CachedImages, p.Pixels, imageSize, device);
         return new LlavaBatch(torch.tensor(ids, [n, width], device: device), torch.tensor(mask, [n, width], device: device),
-            withLabels ? torch.tensor(labels, [n, width], device: device) : null, pixels);
+            p.WithLabels ? torch.tensor(labels, [n, width], device: device) : null, pixels);
     }
 
     /// <summary>Decoding defaults for a LLaVA folder: generation_config.json, else greedy with 32 new tokens (short
@@ -223,7 +236,7 @@ public static class LlavaJobs
     /// mean/std as CLIP).</summary>
     static string NormalizationFor(string requested) => requested == "blip" ? "clip" : requested;
 
-    public static VqaTrainSummary Train(VqaTrainJob job, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
+    internal static FineTuneSummary Train(VqaTrainJob job, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
     {
         var device = TorchRuntime.ResolveDevice(job.Device);
         using var s = Open(job.ModelDir, device, job.Template, job.Log, job.Train.DType);
@@ -231,7 +244,7 @@ public static class LlavaJobs
         var strategy = TuningStrategy.Parse(job.Strategy, TowerLayout.Llava,
             VqaJobs.MethodOverrides(job, TowerLayout.Llava, text => s.Tokenizer.Encode(text, addSpecialTokens: true)));
         var report = strategy.Apply(model);
-        bool reports = DatasetFormats.TaskOf(job.Format) == DatasetTask.Report;
+        bool reports = FineTuning.TaskFor(job.Task, job.Format) == "report";
         List<VqaSample> Read(string split) => reports ? ReportExamples(job.Format, job.DataDir, split, job.ReportPrompt)
             : DatasetFormats.ReadVqa(job.Format, job.DataDir, split).ToList();
         var train = Read(Splits.Train);
@@ -242,35 +255,43 @@ public static class LlavaJobs
         double lr = job.LearningRate ?? StrategyDefaults.LearningRate(job.Strategy);
         Directory.CreateDirectory(job.OutDir);
         var decoding = (reports ? ReportDecoding(s) : Decoding(s)) with { NumBeams = 1 };
-        VqaScores? last = null;
-        // Selection metric: VQA overall accuracy, or BLEU-4 (×100) for reports as R2Gen selects.
+                // Selection metric: VQA overall accuracy, or BLEU-4 (×100) for reports as R2Gen selects.
         double Validate()
         {
-            if (!reports) return (last = VqaScorer.Score(Predict(s, validation, images, decoding, device))).OverallAccuracy;
+            if (!reports) return VqaScorer.Score(Predict(s, validation, images, decoding, device)).OverallAccuracy;
             return 100 * ReportMetrics.Compute(ReportPairs(job.Format, validation, GenerateTexts(s, validation, images, decoding, device))).Bleu4;
         }
+        job.Augmentation?.Validate();
         TorchRuntime.Seed(job.Train.Seed);
-        var result = Trainer.Run(model, train, batch =>
+        var result = Trainer.Run(model, train,
+            (batch, epoch) => Prepare(s, batch, images, withLabels: true, maxAnswerTokens, job.Augmentation, job.Train.Seed, epoch),
+            p =>
             {
-                var b = Batch(s, batch, images, device, withLabels: true, maxAnswerTokens);
+                var b = Batch(s, p, images.Processor.Size, device);
                 return model.forward(new LlavaInput(b.InputIds, b.PixelValues, b.AttentionMask, b.Labels)).Loss!;
             },
             job.Train with { LearningRate = lr, LogPath = Path.Combine(job.OutDir, "log.jsonl") },
             validate: validation.Count == 0 ? null : Validate,
             progress: progress, cancel: cancel);
+        var test = job.ScoreTest.Count == 0 ? [] : Read(Splits.Test);
+        var tests = job.ScoreTest.Select(o => reports
+            ? new InMemoryTest(o, null, ReportPairs(job.Format, test, GenerateTexts(s, test, images, ReportDecoding(s, o), device)))
+            : new InMemoryTest(o, Predict(s, test, images, Decoding(s, o), device), null)).ToList();
         var adapter = VqaJobs.SaveAdapter(model, strategy, Path.Combine(job.OutDir, "adapter"));
-        strategy.Finalize(model, FinalizeMode.MergeOrRemove);   // model/ is a plain HF checkpoint (every method, not LoRA only)
+        bool adapterRequired = TrainedOutputs.Finalize(model, strategy);
         Save(s, Path.Combine(job.OutDir, "model"));
         var summary = new JsonObject
         {
             ["strategy"] = job.Strategy, ["learning_rate"] = lr, ["trainable"] = report.Trainable, ["total"] = report.Total,
             ["steps"] = result.Steps, ["train_seconds"] = result.TrainSeconds, ["steps_per_second"] = result.StepsPerSecond,
-            ["peak_memory_bytes"] = result.PeakMemoryBytes, ["best_validation_acc"] = result.BestValidation, ["best_step"] = result.BestStep,
+            ["peak_memory_bytes"] = result.PeakMemoryBytes, ["best_step"] = result.BestStep,
             ["towers"] = report.ToJson()["towers"]!.DeepClone(),
-            ["adapter"] = adapter, ["template"] = s.Template.Name, ["task"] = reports ? "report" : "vqa",
+            ["adapter"] = adapter, [TrainedOutputs.AdapterRequiredKey] = adapterRequired, ["template"] = s.Template.Name, ["task"] = reports ? "report" : "vqa",
+            ["augmentation"] = VqaJobs.AugmentationJson(job.Augmentation), ["data_wait_seconds"] = result.DataWaitSeconds, ["reproducibility"] = Reproducibility.Settings?.DeepClone(),
         };
+        summary.Add(TrainedOutputs.ValidationKey(reports ? "report" : "vqa"), result.BestValidation);
         AtomicFile.WriteAllText(Path.Combine(job.OutDir, "train_summary.json"), summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        return new VqaTrainSummary(report, result, last, lr, job.OutDir);
+        return new FineTuneSummary(report, result, lr, job.OutDir, reports ? "report" : "vqa") { Tests = tests };
     }
 
     public static (VqaScores Scores, List<VqaPrediction> Predictions) Evaluate(string modelDir, string dataDir, string format, string split,

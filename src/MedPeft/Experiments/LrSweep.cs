@@ -24,14 +24,17 @@ public static class LrSweep
         foreach (var lr in Grid(strategy))
         {
             stage?.Invoke($"lr range test {strategy}: {lr:G2}");
-            trials.Add(trial(lr, steps));
+            // Only divergence (a non-finite loss) is a result of the trial; any other error is the run's and propagates.
+            try { trials.Add(trial(lr, steps)); }
+            catch (TrainingDivergedException) { trials.Add(new LrTrial(lr, null, double.NaN)); }
         }
         return (Choose(trials), trials);
     }
 
     /// <summary>The range test of a study run on a folder dataset: each trial trains into its own folder under
     /// RUN/lr-sweep (deleted afterwards: the trial checkpoints are not kept) with <paramref name="train"/>(lr, outDir,
-    /// steps) and is scored by its best validation and last loss; a trial that fails (divergence) never wins. Returns
+    /// steps) and is scored by its best validation and last loss; a diverged trial (non-finite loss) never wins, any
+    /// other failure (a missing split, a bad option) fails the run. Returns
     /// the run's own rate (no test) when the run is not <c>learning_rate: auto</c>.</summary>
     public static (double? Rate, IReadOnlyList<LrTrial> Trials) ForRun(StudyRun run, RunContext ctx, Func<double, string, int, Training.TrainResult> train)
     {
@@ -39,16 +42,15 @@ public static class LrSweep
         var sweepDir = Path.Combine(ctx.RunDir, "lr-sweep");
         var (picked, trials) = Pick(run.Strategy.Spec, run.Training.LrSweepSteps, (lr, steps) =>
         {
-            try
-            {
-                var r = train(lr, Path.Combine(sweepDir, lr.ToString("G2", System.Globalization.CultureInfo.InvariantCulture)), steps);
-                return new LrTrial(lr, r.BestValidation, r.LossCurve.Count > 0 ? r.LossCurve[^1].Loss : double.NaN);
-            }
-            catch (MedPeftException) { return new LrTrial(lr, null, double.NaN); }
+            var r = train(lr, Path.Combine(sweepDir, lr.ToString("G2", System.Globalization.CultureInfo.InvariantCulture)), steps);
+            return Trial(lr, r);
         }, ctx.Stage);
         if (Directory.Exists(sweepDir)) Directory.Delete(sweepDir, recursive: true);
         return (picked, trials);
     }
+
+    /// <summary>A finished trial: its best validation and its last logged loss.</summary>
+    public static LrTrial Trial(double lr, Training.TrainResult r) => new(lr, r.BestValidation, r.LossCurve.Count > 0 ? r.LossCurve[^1].Loss : double.NaN);
 
     public static double Choose(IReadOnlyList<LrTrial> trials)
     {

@@ -46,9 +46,11 @@ public sealed record ReportTrainJob
     public ReportTaskOptions? Options { get; init; }
     /// <summary>Per-method settings (CLI flags or a study strategy's options), built by the one builder as for VQA.</summary>
     public MethodOptions MethodOptions { get; init; } = new();
+    /// <summary>As <see cref="VqaTrainJob.ScoreTest"/>: the test split scored in memory before saving, per decoding.</summary>
+    public IReadOnlyList<DecodingOverrides> ScoreTest { get; init; } = [];
 }
 
-public sealed record ReportTrainSummary(TrainableReport Trainable, TrainResult Result, CaptioningLoad Load, double LearningRate, string OutDir);
+
 
 /// <summary>Medical report generation with BLIP (BlipForConditionalGeneration: image(s) → report): fine-tuning with a
 /// tuning strategy, selection on validation BLEU-4 (R2Gen's criterion, greedy decoding), test with beam search,
@@ -77,7 +79,8 @@ public static class ReportJobs
 
     /// <summary>One trial of the LR range test (<see cref="LrSweep"/>) for report generation: <paramref name="steps"/>
     /// optimizer steps at <paramref name="learningRate"/> from the folder's weights, validation BLEU-4 (×100, greedy)
-    /// on <paramref name="validation"/>; a diverged rate gives a null validation and a NaN loss.</summary>
+    /// on <paramref name="validation"/>; a diverged rate throws <see cref="TrainingDivergedException"/>, which
+    /// <see cref="LrSweep.Pick"/> records.</summary>
     public static LrTrial SweepTrial(string pretrainedDir, string strategy, double learningRate, int steps, IReadOnlyList<ReportSample> train,
         IReadOnlyList<ReportSample> validation, Device device, long seed, ReportTaskOptions? options = null,
         IReadOnlyDictionary<string, ITuningMethod>? methods = null, CancellationToken cancel = default)
@@ -86,12 +89,8 @@ public static class ReportJobs
         using var s = CaptioningSession.Open(pretrainedDir, device, options, seed);
         var (model, batcher) = (s.Model, s.Batcher);
         var o = new TrainOptions { Epochs = 1, MaxSteps = steps, BatchSize = options.BatchSize, Seed = seed, PrefetchBatches = options.PrefetchBatches };
-        try
-        {
-            var (_, r, _) = Train(model, strategy, methods, learningRate, train, validation, batcher, o, device, null, cancel);
-            return new LrTrial(learningRate, r.BestValidation, r.LossCurve.Count > 0 ? r.LossCurve[^1].Loss : double.NaN);
-        }
-        catch (MedPeftException) { return new LrTrial(learningRate, null, double.NaN); }   // diverged (non-finite loss)
+        var (_, r, _) = Train(model, strategy, methods, learningRate, train, validation, batcher, o, device, null, cancel);
+        return LrSweep.Trial(learningRate, r);
     }
 
     /// <summary>Zero-shot report generation: the captioning model initialised from <paramref name="modelDir"/>
@@ -146,7 +145,7 @@ public static class ReportJobs
 
     /// <summary>`medpeft train --task report`: writes model/ (BlipForConditionalGeneration), adapter/ (as VQA),
     /// log.jsonl and train_summary.json.</summary>
-    public static ReportTrainSummary Train(ReportTrainJob job, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
+    internal static FineTuneSummary Train(ReportTrainJob job, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
     {
         var device = TorchRuntime.ResolveDevice(job.Device);
         var options = job.Options ?? ReportTaskOptions.For(job.Format);
@@ -157,22 +156,25 @@ public static class ReportJobs
         double lr = job.LearningRate ?? StrategyDefaults.LearningRate(job.Strategy);
         Directory.CreateDirectory(job.OutDir);
         var methods = job.MethodOptions.Methods(TowerLayout.Blip, text => s.Tokenizer.Encode(text, int.MaxValue));
-        var (report, result, _) = Train(model, job.Strategy, methods, lr, train, validation, batcher,
+        var (report, result, fitted) = Train(model, job.Strategy, methods, lr, train, validation, batcher,
             job.Train with { LogPath = Path.Combine(job.OutDir, "log.jsonl") }, device, progress, cancel);
+        var test = job.ScoreTest.Count == 0 ? [] : Read(job.Format, job.DataDir, Splits.Test);
+        var tests = job.ScoreTest.Select(o => new InMemoryTest(o, null,
+            ReportEvaluation.Predict(model, test, fitted, o.ApplyTo(options.Decoding), device, options.BatchSize))).ToList();
         var strategy = TuningStrategy.Parse(job.Strategy, TowerLayout.Blip, methods);
         var adapter = VqaJobs.SaveAdapter(model, strategy, Path.Combine(job.OutDir, "adapter"));
-        strategy.Finalize(model, FinalizeMode.MergeOrRemove);   // model/ is a plain HF checkpoint, as VqaJobs writes it
+        bool adapterRequired = TrainedOutputs.Finalize(model, strategy);
         BlipModelFolder.Save(model, Path.Combine(job.OutDir, "model"), Path.Combine(job.ModelDir, BlipModelFolder.VocabFile));
         var summary = new JsonObject
         {
             ["task"] = "report", ["strategy"] = job.Strategy, ["learning_rate"] = lr, ["trainable"] = report.Trainable, ["total"] = report.Total,
             ["steps"] = result.Steps, ["train_seconds"] = result.TrainSeconds, ["steps_per_second"] = result.StepsPerSecond,
             ["peak_memory_bytes"] = result.PeakMemoryBytes, ["best_validation_bleu4"] = result.BestValidation, ["best_step"] = result.BestStep,
-            ["towers"] = report.ToJson()["towers"]!.DeepClone(), ["adapter"] = adapter, ["load"] = load.Describe(),
-            ["options"] = OptionsJson(options), ["data_wait_seconds"] = result.DataWaitSeconds,
+            ["towers"] = report.ToJson()["towers"]!.DeepClone(), ["adapter"] = adapter, [TrainedOutputs.AdapterRequiredKey] = adapterRequired, ["load"] = load.Describe(),
+            ["options"] = OptionsJson(options), ["data_wait_seconds"] = result.DataWaitSeconds, ["reproducibility"] = Reproducibility.Settings?.DeepClone(),
         };
         AtomicFile.WriteAllText(Path.Combine(job.OutDir, "train_summary.json"), summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        return new ReportTrainSummary(report, result, load, lr, job.OutDir);
+        return new FineTuneSummary(report, result, lr, job.OutDir, "report") { Tests = tests, Load = load };
     }
 
     /// <summary>`medpeft eval --task report`: generate and score one split.</summary>

@@ -42,6 +42,7 @@ public static class ResultsReport
 
     public static string Html(string title, IReadOnlyList<ResultsRow> rows, IReadOnlyList<StoredRun> finished)
     {
+        var stats = StudyStatistics.Compute(finished);
         var sb = new StringBuilder();
         sb.Append("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>").Append(E(title)).Append("</title><style>")
           .Append("body{font-family:sans-serif;margin:24px;color:#222;max-width:1400px}h1{font-size:22px}h2{font-size:18px;margin-top:32px}")
@@ -62,7 +63,17 @@ public static class ResultsReport
             sb.Append(Inline(Loss(part, colors), plotIndex++));
             sb.Append(Inline(Bars("peak memory (MiB)", "MiB", part.Select(r => (r.Method, r.PeakMemoryMiB)).ToList(), colors, "F0"), plotIndex++));
             sb.Append(Inline(Bars("training time (s)", "seconds", part.Where(r => !r.ZeroShot).Select(r => (r.Method, r.TrainSeconds)).ToList(), colors, "F1"), plotIndex++));
+            var partStats = stats.Where(s => s.Task == group.Key.Task && s.Dataset == group.Key.Dataset).ToList();
+            if (partStats.Count > 0) sb.Append(Inline(Intervals(group.Key.Task, partStats, colors), plotIndex++));
             sb.Append("</div>");
+            sb.Append("<p class=\"note\">Statistics over seeds (95 % t-intervals; Δ full paired by seed).</p>");
+            sb.Append(HtmlTable(StudyStatistics.Markdown(partStats)));
+        }
+        var claims = StudyClaims.Evaluate(stats, finished);
+        if (claims.Count > 0)
+        {
+            sb.Append("<h2>The paper's claims</h2>");
+            sb.Append(HtmlTable(StudyClaims.Markdown(claims).Replace("**", "")));
         }
         sb.Append("</body></html>");
         return sb.ToString();
@@ -72,10 +83,12 @@ public static class ResultsReport
     internal static Dictionary<string, Color> Colors(IReadOnlyList<ResultsRow> part) =>
         part.Select((r, i) => (r.Method, Color.FromHex(Palette[i % Palette.Length]))).ToDictionary(x => x.Method, x => x.Item2);
 
-    static string Table(string task, List<ResultsRow> part, IReadOnlyList<StoredRun> finished)
+    static string Table(string task, List<ResultsRow> part, IReadOnlyList<StoredRun> finished) => HtmlTable(ResultsTables.Markdown(task, part, finished));
+
+    /// <summary>The Markdown tables of a text, as HTML tables.</summary>
+    static string HtmlTable(string markdown)
     {
-        // The Markdown table, as HTML.
-        var md = ResultsTables.Markdown(task, part, finished).Split('\n').Where(l => l.StartsWith('|')).ToList();
+        var md = markdown.Split('\n').Where(l => l.StartsWith('|')).ToList();
         var sb = new StringBuilder("<table>");
         for (int i = 0; i < md.Count; i++)
         {
@@ -220,6 +233,42 @@ public static class ResultsReport
         plt.HideGrid();
         double max = bars.Max(b => b.Value);
         plt.Axes.SetLimits(0, max <= 0 ? 1 : max * 1.15, -0.6, bars.Count - 0.4);   // room for the value labels
+        return plt;
+    }
+
+    /// <summary>Each method's primary metric with its 95 % interval over seeds (error bars; a dot alone for one seed).</summary>
+    internal static Plot Intervals(string task, IReadOnlyList<StudyStatistics.MethodStats> stats, Dictionary<string, Color> colors)
+    {
+        var metric = StudyStatistics.PrimaryMetric(task).Field;
+        var plt = NewPlot($"{metric}: mean and 95 % CI over seeds", metric, "");
+        var shown = stats.Where(s => double.IsFinite(s.Metric.Mean)).ToList();
+        if (shown.Count == 0) return Empty(plt, "nothing to show");
+        var ticks = new ScottPlot.TickGenerators.NumericManual();
+        double lo = double.MaxValue, hi = double.MinValue;
+        for (int i = 0; i < shown.Count; i++)
+        {
+            var s = shown[i];
+            double pos = shown.Count - 1 - i;
+            var color = colors.TryGetValue(s.Method, out var c) ? c : ReferenceColor;
+            if (s.Metric.Known)
+            {
+                var bar = plt.Add.Line(s.Metric.Low, pos, s.Metric.High, pos);
+                bar.LineWidth = 2; bar.LineColor = color;
+                foreach (var end in new[] { s.Metric.Low, s.Metric.High })
+                {
+                    var cap = plt.Add.Line(end, pos - 0.2, end, pos + 0.2);
+                    cap.LineWidth = 2; cap.LineColor = color;
+                }
+            }
+            plt.Add.Marker(s.Metric.Mean, pos, MarkerShape.FilledCircle, 9, color);
+            ticks.AddMajor(pos, $"{s.Method} (n={s.Metric.N})");
+            lo = Math.Min(lo, s.Metric.Known ? s.Metric.Low : s.Metric.Mean);
+            hi = Math.Max(hi, s.Metric.Known ? s.Metric.High : s.Metric.Mean);
+        }
+        plt.Axes.Left.TickGenerator = ticks;
+        plt.Axes.Left.MajorTickStyle.Length = 0;
+        double pad = Math.Max((hi - lo) * 0.08, task == "report" ? 0.005 : 0.5);
+        plt.Axes.SetLimits(lo - pad, hi + pad, -0.6, shown.Count - 0.4);
         return plt;
     }
 

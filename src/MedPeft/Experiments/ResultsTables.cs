@@ -154,9 +154,10 @@ public static class ResultsTables
 
     /// <summary>results.json: one flat object per finished run in plan order (strategy = the method's table name,
     /// test metrics at the top level as before, the full record under "metrics").</summary>
-    public static string ResultsJson(IEnumerable<StoredRun> finished)
+    public static string ResultsJson(IEnumerable<StoredRun> finished, IReadOnlyList<StudyStatistics.MethodStats>? stats = null)
     {
         var array = new JsonArray();
+        stats ??= StudyStatistics.Compute(finished);
         foreach (var r in finished.OrderBy(r => r.Index))
         {
             var o = r.Result.DeepClone().AsObject();
@@ -166,6 +167,11 @@ public static class ResultsTables
             o["run_index"] = r.Index;
             foreach (var (k, v) in r.Result["metrics"]?["test"]?.AsObject() ?? new JsonObject()) o[k] = v?.DeepClone();
             o["config"] = r.Config.DeepClone();
+            // The method's statistics over all its seeds (mean and 95 % CI, paired difference to full, families).
+            var task = r.Result["task"]!.GetValue<string>();
+            var dataset = r.Result["dataset"]!.GetValue<string>();
+            if (stats.FirstOrDefault(s => s.Task == task && s.Dataset == dataset && s.Method == r.Method) is { } ms)
+                o["method_statistics"] = StudyStatistics.ToJson(ms);
             array.Add(o);
         }
         return array.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
@@ -177,14 +183,18 @@ public static class ResultsTables
     {
         var files = new List<string>();
         void Put(string name, string text) { var p = Path.Combine(outDir, name); AtomicFile.WriteAllText(p, text); files.Add(p); }
-        Put("results.json", ResultsJson(finished));
+        var stats = StudyStatistics.Compute(finished);
+        Put("results.json", ResultsJson(finished, stats));
         var rows = Aggregate(finished);
         foreach (var task in rows.Select(r => r.Task).Distinct())
         {
             var taskRows = rows.Where(r => r.Task == task).ToList();
-            Put($"table-{task}.md", Markdown(task, taskRows, finished));
+            Put($"table-{task}.md", Markdown(task, taskRows, finished) + StudyStatistics.Markdown(stats.Where(s => s.Task == task).ToList()));
             Put($"table-{task}.csv", Csv(task, taskRows, finished));
         }
+        var claims = StudyClaims.Evaluate(stats, finished);
+        Put("claims.json", StudyClaims.ToJson(claims).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        Put("claims.md", StudyClaims.Markdown(claims));
         Put("report.html", ResultsReport.Html(title, rows, finished));
         return files;
     }

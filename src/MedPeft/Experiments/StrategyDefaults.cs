@@ -24,6 +24,7 @@ public static class StrategyDefaults
     public static double LearningRate(string strategy)
     {
         var first = strategy.Split('+')[0].Split('@')[0].Trim();
-        return LearningRates.TryGetValue(first, out var lr) ? lr : 1e-4;
+        return LearningRates.TryGetValue(first, out var lr) ? lr
+            : MedPeft.Tuning.TuningMethods.All.GetValueOrDefault(first)?.DefaultLearningRate ?? 1e-4;
     }
 }

@@ -45,6 +45,7 @@ public sealed record StudyRun(int Index, StudyModel Model, StudyDataset Dataset,
         if (Model.Adapter is not null) config["model"]!["adapter"] = Model.Adapter;   // absent otherwise: older keys stay valid
         if (Model.DType != "auto") config["model"]!["dtype"] = Model.DType;
         if (Model.GradientCheckpointing) config["model"]!["gradient_checkpointing"] = true;
+        if (Training.Reproducible) config["reproducible"] = true;   // likewise
         return config;
     }
 
@@ -80,7 +81,7 @@ public static class StudyPlan
             {
                 var lrs = strategy.IsZeroShot ? [null] : strategy.LearningRates;
                 foreach (var lr in lrs)
-                    foreach (var seed in strategy.IsZeroShot ? spec.Training.Seeds.Take(1) : spec.Training.Seeds)
+                    foreach (var seed in strategy.IsZeroShot ? spec.Training.Seeds.Take(1) : strategy.Seeds ?? spec.Training.Seeds)
                     {
                         var method = strategy.Label;
                         if (manyModels && !extra) method = $"{model.Name} · {method}";

@@ -45,12 +45,13 @@ public sealed record RunOutcome(long Trainable, long Total, double LearningRate,
         ["trainable_percent"] = Total == 0 ? 0 : 100.0 * Trainable / Total,
         ["steps"] = Train?.Steps ?? 0,
         ["best_step"] = Train?.BestStep,
-        ["best_validation_acc"] = Num(Train?.BestValidation),
+        [TrainedOutputs.ValidationKey(run.Dataset.Task)] = Num(Train?.BestValidation),
         ["train_seconds"] = Train?.TrainSeconds ?? ZeroShotSeconds,
         ["steps_per_second"] = Train?.StepsPerSecond ?? 0,
         ["peak_memory_bytes"] = Train?.PeakMemoryBytes ?? ZeroShotPeak ?? 0,
         ["wall_seconds"] = wallSeconds,
         ["code_version"] = codeVersion,
+        ["reproducibility"] = Reproducibility.Settings?.DeepClone(),
         ["metrics"] = new JsonObject(Metrics.Select(m => KeyValuePair.Create(m.Key, (JsonNode?)m.Value.DeepClone()))),
         ["loss_curve"] = new JsonArray((Train?.LossCurve ?? []).Select(p => (JsonNode)new JsonArray(p.Step, p.Loss)).ToArray()),
     };
@@ -97,6 +98,58 @@ public static class StudyTasks
             if (Data.DatasetFormats.CanonicalSplit(split) != canonical)
                 throw new MedPeftException($"{run.Dataset.Name}.{field}: \"{split}\" — training reads the dataset's {canonical} split ({jobs}); other split names are not supported yet");
         return modelDir;
+    }
+
+    /// <summary>A run on a folder dataset, either task, through the same <see cref="FineTuning"/> calls as `medpeft
+    /// train` / `medpeft eval`: zero-shot scores the folder; otherwise (after an LR range test when asked, its trials
+    /// validated on <paramref name="sweepValidation"/> examples) train into the run folder and score what it saved
+    /// (<see cref="TrainedOutputs.ForScoring"/>) on the test split and every extra test set with the folder's decoding.</summary>
+    public static RunOutcome RunFolder(StudyRun run, RunContext ctx, string task, int sweepValidation, Func<EvalResult, JsonObject> scores)
+    {
+        foreach (var (name, format) in run.Dataset.ExtraTests.Select(x => ($"{run.Dataset.Name} test set {x.Name}", x.Format)).Prepend((run.Dataset.Name, run.Dataset.Format)))
+            if (FineTuning.TaskOf(format) != task) throw new MedPeftException($"{name}: format {format} is not a {task} dataset");
+        var modelDir = FolderRunModel(run, ctx, "FineTuning");
+        long dropped = 0;
+        Dictionary<string, JsonObject> Score(string dir, string? adapter)
+        {
+            JsonObject One(string dataDir, string format, string split)
+            {
+                var r = FineTuning.Evaluate(new EvalJob
+                {
+                    ModelDir = dir, AdapterDir = adapter, DataDir = dataDir, Format = format, Split = split, Task = task, Device = ctx.Device,
+                    DType = run.Model.DType,
+                });
+                if (r.Load is { } load) dropped = load.DroppedParameters;
+                return scores(r);
+            }
+            var metrics = new Dictionary<string, JsonObject> { ["test"] = One(run.Dataset.Dir!, run.Dataset.Format, run.Dataset.Test) };
+            foreach (var extra in run.Dataset.ExtraTests) metrics[$"extra:{extra.Name}"] = One(extra.Dir, extra.Format, extra.Split);
+            return metrics;
+        }
+
+        if (run.Strategy.IsZeroShot)
+        {
+            PeakMemory.Reset();
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var metrics = Score(modelDir, null);
+            long total;
+            using (var m = Models.Presets.FromFolder(modelDir).BuildOnMeta())   // counted on the meta device: no weights loaded
+                total = Models.ModelUtils.UniqueParameters(m).Sum(p => p.Param.numel());
+            total -= dropped;   // BLIP reports: a VQA folder's text_encoder is not part of the captioning model
+            return RunOutcome.ZeroShot(total, metrics, PeakMemory.Bytes(), clock.Elapsed.TotalSeconds);
+        }
+
+        VqaTrainJob Job(double? lr, string outDir, int? maxSteps, int validationLimit) => new()
+        {
+            ModelDir = modelDir, DataDir = run.Dataset.Dir!, Format = run.Dataset.Format, Task = task, Strategy = run.Strategy.Spec, OutDir = outDir,
+            Device = ctx.Device, LearningRate = lr, ValidationLimit = validationLimit,
+            MethodOptions = run.Strategy.ParseOptions(),   // every method's options, as `medpeft train` flags give them
+            Train = run.Model.Apply(new TrainOptions { Epochs = run.Training.Epochs, MaxSteps = maxSteps ?? run.Training.MaxSteps, BatchSize = run.Training.BatchSize, Seed = run.Seed }),
+        };
+        var (rate, trials) = LrSweep.ForRun(run, ctx, (lr, dir, steps) => FineTuning.Train(Job(lr, dir, steps, sweepValidation), cancel: ctx.Cancel).Result);
+        var summary = FineTuning.Train(Job(rate, ctx.RunDir, null, run.Training.ValidationLimit), ctx.Progress, ctx.Cancel);
+        var (trained, adapter) = TrainedOutputs.ForScoring(ctx.RunDir);   // prompt-learning runs: base model/ + adapter/
+        return new RunOutcome(summary.Trainable.Trainable, summary.Trainable.Total, summary.LearningRate, trials, summary.Result, Score(trained, adapter));
     }
 
     public static string WhyUnavailable(string task) => $"no runner registered for \"{task}\"";

@@ -104,6 +104,8 @@ public sealed class StudyRunner(StudySpec spec, StudyRunOptions options, IStudyP
 
     JsonObject Execute(StudyRun run, CancellationToken cancel, Stopwatch started)
     {
+        if (run.Training.Reproducible && Reproducibility.Settings is null)
+            throw new MedPeftException("the study runs in the reproducible mode, but this process is not in it (medpeft study --reproducible)");
         var runDir = RunDir(options.OutDir, run);
         Directory.CreateDirectory(runDir);
         if (!StudyTasks.Available.TryGetValue(run.Dataset.Task, out var make))

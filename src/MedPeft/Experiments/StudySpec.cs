@@ -65,6 +65,10 @@ public sealed record StudyDataset(string Name, string Task, string Format, strin
 /// i.e. an LR range test).</summary>
 public sealed record StudyStrategy(string Label, string Spec, IReadOnlyDictionary<string, string> Options, IReadOnlyList<double?> LearningRates)
 {
+    /// <summary>This strategy's seeds when they differ from the study's (the built-in grid runs more seeds for the
+    /// core methods); null = <see cref="StudyTraining.Seeds"/>.</summary>
+    public IReadOnlyList<long>? Seeds { get; init; }
+
     public const string ZeroShot = "none";
     public bool IsZeroShot => Spec == ZeroShot;
 
@@ -92,6 +96,9 @@ public sealed record StudyTraining
     public IReadOnlyList<long> Seeds { get; init; } = [42];
     /// <summary>Optimizer steps per trial of the LR range test (learning_rate: auto).</summary>
     public int LrSweepSteps { get; init; } = LrSweep.DefaultSteps;
+    /// <summary>Runs in the reproducible mode (<see cref="Reproducibility"/>); part of the run key, since the mode
+    /// changes the numbers.</summary>
+    public bool Reproducible { get; init; }
 }
 
 /// <summary>A parsed study file (or the built-in grid): the cross product models × datasets × strategies × learning
@@ -104,8 +111,14 @@ public sealed record StudySpec(string Name, IReadOnlyList<StudyModel> Models, IR
     /// and full fine-tuning from random init (what pretraining buys). Registry-driven: a method added to
     /// <see cref="TuningMethods"/> joins automatically.</summary>
     public static StudySpec Embedded(bool quick, IReadOnlyList<string>? strategies = null, bool includeRandomInit = true,
-        int? epochs = null, double? lr = null, long seed = 42, bool lrSweep = false, IReadOnlyList<string>? tasks = null)
+        int? epochs = null, double? lr = null, long seed = 42, bool lrSweep = false, IReadOnlyList<string>? tasks = null, int? seeds = null)
     {
+        // The core methods (and full from random init) run several fine-tuning seeds — seed, seed + 1, … — for
+        // intervals and paired differences; the other methods and zero-shot (seed-independent) one. The pretrained
+        // model is the same for all (pretraining seed = seed), so the intervals are over fine-tuning randomness only.
+        int coreSeeds = seeds ?? (quick ? 1 : DefaultCoreSeeds);
+        if (coreSeeds < 1) throw new MedPeftException($"--seeds {coreSeeds}: must be at least 1");
+        IReadOnlyList<long>? SeedsOf(string spec) => coreSeeds > 1 && CoreMethods.Contains(spec) ? Enumerable.Range(0, coreSeeds).Select(i => seed + i).ToList() : null;
         double? rate = lrSweep ? double.NaN : lr;
         var pretrained = new StudyModel("pretrained", StudyModel.Embedded, null) { PretrainSeed = seed };
         var random = new StudyModel("random init", StudyModel.EmbeddedRandom, null) { PretrainSeed = seed };
@@ -118,13 +131,17 @@ public sealed record StudySpec(string Name, IReadOnlyList<StudyModel> Models, IR
         if (tasks is null || tasks.Contains("report")) datasets.Add(Bench("report", name + "-report"));
         if (datasets.Count == 0) throw new MedPeftException($"--task: expected vqa or report, got {string.Join(", ", tasks!)}");
         var list = (strategies ?? TuningMethods.All.Keys.ToList())
-            .Select(s => new StudyStrategy(s, s, new Dictionary<string, string>(), [rate])).ToList();
+            .Select(s => new StudyStrategy(s, s, new Dictionary<string, string>(), [rate]) { Seeds = SeedsOf(s) }).ToList();
         var plan = EmbeddedPlan.For(quick);
         var training = new StudyTraining { Epochs = epochs ?? plan.FineTuneEpochs, BatchSize = plan.BatchSize, ValidationLimit = plan.ValidationLimit, Seeds = [seed] };
         var spec = new StudySpec(name, [pretrained], datasets,
             [new StudyStrategy("zero-shot", StudyStrategy.ZeroShot, new Dictionary<string, string>(), [null]), .. list], training, "built-in grid");
-        return spec with { ExtraRuns = includeRandomInit ? [(random, new StudyStrategy("full (random init)", "full", new Dictionary<string, string>(), [rate]))] : [] };
+        return spec with { ExtraRuns = includeRandomInit ? [(random, new StudyStrategy("full (random init)", "full", new Dictionary<string, string>(), [rate]) { Seeds = SeedsOf("full") })] : [] };
     }
+
+    /// <summary>The methods the paper compares (and LoRA, the common baseline): several seeds in the built-in grid.</summary>
+    public static readonly IReadOnlySet<string> CoreMethods = new HashSet<string> { "full", "ln", "ffn", "attn", "lora" };
+    public const int DefaultCoreSeeds = 3;
 
     /// <summary>Runs outside the cross product (the built-in grid's "full from random init" row): model and strategy
     /// pairs run on every dataset and seed.</summary>

@@ -10,8 +10,15 @@ using TorchSharp;
 
 namespace MedPeft.Experiments;
 
+/// <summary>A fine-tuning job for <see cref="FineTuning.Train"/>: any family (BLIP, LLaVA) and task (Med-VQA, or report
+/// generation with a report format or <see cref="Task"/> "report").</summary>
 public sealed record VqaTrainJob
 {
+    /// <summary>"vqa" or "report" (null: the dataset format's task).</summary>
+    public string? Task { get; init; }
+    /// <summary>BLIP report generation: views, words, cleaning, decoding, batch (null: R2Gen's for the format with this
+    /// job's batch size, normalisation, augmentation, prefetch and validation limit).</summary>
+    public ReportTaskOptions? ReportOptions { get; init; }
     public required string ModelDir { get; init; }
     public required string DataDir { get; init; }
     public string Format { get; init; } = "slake";
@@ -21,23 +28,9 @@ public sealed record VqaTrainJob
     public string Normalization { get; init; } = "blip";
     public double? LearningRate { get; init; }
     public TrainOptions Train { get; init; } = new();
-    /// <summary>LoRA settings for "lora" terms (null: MILE's defaults, r 8, alpha 32, dropout 0.1 on query/value).</summary>
-    public LoraConfig? Lora { get; init; }
-    /// <summary>IA3 settings for "ia3" terms (null: PEFT's BERT mapping key/value/output.dense).</summary>
-    public Ia3Config? Ia3 { get; init; }
-    /// <summary>Prefix settings for "prefix" and "ptuning" terms (ptuning always without the MLP; null: 10 tokens, MLP 512).</summary>
-    public PrefixTuningConfig? Prefix { get; init; }
-    /// <summary>Prompt-tuning settings for "prompt" terms; a TEXT init's prompt_tuning_init_text is tokenized with the
-    /// model's vocabulary here ([CLS] text [SEP], as PEFT calls the tokenizer).</summary>
-    public PromptTuningConfig? Prompt { get; init; }
-    /// <summary>P-tuning v1 settings for "ptuning-v1" terms (null: PEFT's defaults, MLP, hidden = token_dim; 20 tokens).</summary>
-    public PromptEncoderConfig? PTuning { get; init; }
-    /// <summary>The per-method settings above as one value (get: for the builder; init: from MethodOptions.Parse).</summary>
-    public MethodOptions MethodOptions
-    {
-        get => new() { Lora = Lora, Ia3 = Ia3, Prefix = Prefix, Prompt = Prompt, PTuning = PTuning };
-        init { Lora = value.Lora; Ia3 = value.Ia3; Prefix = value.Prefix; Prompt = value.Prompt; PTuning = value.PTuning; }
-    }
+    /// <summary>Per-method settings (MethodOptions.Parse; a TEXT prompt init is tokenized with the model's vocabulary,
+    /// [CLS] text [SEP], as PEFT calls the tokenizer). Empty: every method's defaults.</summary>
+    public MethodOptions MethodOptions { get; init; } = new();
     /// <summary>At most this many validation questions are used for selection (0 = all).</summary>
     public int ValidationLimit { get; init; } = 0;
     /// <summary>LLaVA folders: the conversation template (null: the model's default, see ConversationTemplates).</summary>
@@ -48,16 +41,18 @@ public sealed record VqaTrainJob
     public Action<string>? Log { get; init; }
     /// <summary>Training-time image augmentation (null = none, the default); evaluation never augments.</summary>
     public Augmentation? Augmentation { get; init; }
+    /// <summary>Score the test split with the trained model in memory, before it is finalized and saved, once per
+    /// decoding (the same defaults as `medpeft eval`, overridden): what a reload of the outputs must reproduce.</summary>
+    public IReadOnlyList<DecodingOverrides> ScoreTest { get; init; } = [];
 }
 
-public sealed record VqaTrainSummary(TrainableReport Trainable, TrainResult Result, VqaScores? Validation, double LearningRate, string OutDir);
 
-/// <summary>The library side of `medpeft train` / `medpeft eval` for Med-VQA on a model folder.</summary>
+
+/// <summary>Med-VQA on a BLIP folder (BlipForQuestionAnswering), behind <see cref="FineTuning"/>.</summary>
 public static class VqaJobs
 {
-    public static VqaTrainSummary Train(VqaTrainJob job, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
+    internal static FineTuneSummary TrainBlip(VqaTrainJob job, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
     {
-        if (LlavaJobs.IsLlavaFolder(job.ModelDir)) return LlavaJobs.Train(job, progress, cancel);
         var device = TorchRuntime.ResolveDevice(job.Device);
         var tokenizer = BlipModelFolder.LoadTokenizer(job.ModelDir);
         using var model = BlipModelFolder.Load(job.ModelDir, device, Precision.Resolve(job.Train.DType, job.ModelDir));
@@ -72,28 +67,33 @@ public static class VqaJobs
         double lr = job.LearningRate ?? StrategyDefaults.LearningRate(job.Strategy);
         Directory.CreateDirectory(job.OutDir);
         var greedy = VqaEvaluation.MissDecoding with { NumBeams = 1 };
-        VqaScores? last = null;
         TorchRuntime.Seed(job.Train.Seed);
         var result = Trainer.Run(model, train, batcher.Prepare, batch => model.forward(batcher.Batch(batch, device)).Loss!,
             job.Train with { LearningRate = lr, LogPath = Path.Combine(job.OutDir, "log.jsonl") },
-            validate: validation.Count == 0 ? null : () => (last = VqaEvaluation.Evaluate(model, validation, batcher, greedy, device)).OverallAccuracy,
+            validate: validation.Count == 0 ? null : () => VqaEvaluation.Evaluate(model, validation, batcher, greedy, device).OverallAccuracy,
             progress: progress, cancel: cancel);
+        var test = job.ScoreTest.Count == 0 ? [] : Read(job.Format, job.DataDir, Splits.Test);
+        var tests = job.ScoreTest.Select(o => new InMemoryTest(o, VqaEvaluation.Predict(model, test, batcher, BlipDecoding(job.ModelDir, o), device), null)).ToList();
         var adapter = SaveAdapter(model, strategy, Path.Combine(job.OutDir, "adapter"));
-        strategy.Finalize(model, FinalizeMode.MergeOrRemove);   // model/ is a plain HF checkpoint (prompt learning: the base; adapter/ has the prompt)
+        bool adapterRequired = TrainedOutputs.Finalize(model, strategy);
         BlipModelFolder.Save(model, Path.Combine(job.OutDir, "model"), Path.Combine(job.ModelDir, BlipModelFolder.VocabFile));
         var summary = new JsonObject
         {
-            ["strategy"] = job.Strategy, ["learning_rate"] = lr, ["trainable"] = report.Trainable, ["total"] = report.Total,
+            ["task"] = "vqa", ["strategy"] = job.Strategy, ["learning_rate"] = lr, ["trainable"] = report.Trainable, ["total"] = report.Total,
             ["steps"] = result.Steps, ["train_seconds"] = result.TrainSeconds, ["steps_per_second"] = result.StepsPerSecond,
             ["peak_memory_bytes"] = result.PeakMemoryBytes, ["best_validation_acc"] = result.BestValidation, ["best_step"] = result.BestStep,
             ["towers"] = report.ToJson()["towers"]!.DeepClone(),
-            ["adapter"] = adapter,
+            ["adapter"] = adapter, [TrainedOutputs.AdapterRequiredKey] = adapterRequired,
             ["augmentation"] = AugmentationJson(job.Augmentation),
-            ["data_wait_seconds"] = result.DataWaitSeconds,
+            ["data_wait_seconds"] = result.DataWaitSeconds, ["reproducibility"] = Reproducibility.Settings?.DeepClone(),
         };
         AtomicFile.WriteAllText(Path.Combine(job.OutDir, "train_summary.json"), summary.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        return new VqaTrainSummary(report, result, last, lr, job.OutDir);
+        return new FineTuneSummary(report, result, lr, job.OutDir, "vqa") { Tests = tests };
     }
+
+    /// <summary>BLIP VQA decoding: MISS's (beam 3, ≤ 9 tokens), else the folder's generation_config.json, then the overrides.</summary>
+    static GenerationOptions BlipDecoding(string modelDir, DecodingOverrides? overrides, GenerationOptions? fallback = null) =>
+        overrides is null ? fallback ?? VqaEvaluation.MissDecoding : overrides.ApplyTo(GenerationConfigFile.Read(modelDir).ForBlip(fallback ?? VqaEvaluation.MissDecoding));
 
     static TuningStrategy ParseStrategy(VqaTrainJob job, BlipTokenizer tokenizer) =>
         TuningStrategy.Parse(job.Strategy, TowerLayout.Blip, MethodOverrides(job, TowerLayout.Blip, text => tokenizer.Encode(text, int.MaxValue)));
@@ -113,12 +113,11 @@ public static class VqaJobs
     /// each method saves its own PEFT type; full fine-tuning and mixed strategies have none); returns the type or null.</summary>
     public static string? SaveAdapter(TorchSharp.torch.nn.Module model, TuningStrategy strategy, string dir) => strategy.SaveAdapter(model, dir);
 
-    public static (VqaScores Scores, List<VqaPrediction> Predictions) Evaluate(string modelDir, string dataDir, string format, string split,
-        GenerationOptions decoding, string device = "cpu", string normalization = "blip", string? adapterDir = null,
-        string? template = null, DecodingOverrides? overrides = null, Action<string>? log = null, string dtype = "auto")
+    internal static (VqaScores Scores, List<VqaPrediction> Predictions) EvaluateBlip(string modelDir, string dataDir, string format, string split,
+        GenerationOptions decoding, string device = "cpu", string normalization = "blip", string? adapterDir = null, DecodingOverrides? overrides = null,
+        string dtype = "auto")
     {
-        if (LlavaJobs.IsLlavaFolder(modelDir)) return LlavaJobs.Evaluate(modelDir, dataDir, format, split, overrides, device, normalization, adapterDir, template, log, dtype);
-        if (overrides is not null) decoding = overrides.ApplyTo(GenerationConfigFile.Read(modelDir).ForBlip(decoding));
+        decoding = BlipDecoding(modelDir, overrides, decoding);
         var dev = TorchRuntime.ResolveDevice(device);
         var tokenizer = BlipModelFolder.LoadTokenizer(modelDir);
         using var model = BlipModelFolder.Load(modelDir, dev, Precision.Resolve(dtype, modelDir));

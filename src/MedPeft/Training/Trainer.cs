@@ -128,7 +128,7 @@ public static class Trainer
                 var batch = NextBatch();
                 using var scope = torch.NewDisposeScope();
                 var l = loss(batch);
-                if (!double.IsFinite(l.item<float>())) throw new MedPeftException($"loss became {l.item<float>()} at step {step} (learning rate {lr:G3} too high?)");
+                if (!double.IsFinite(l.item<float>())) throw new TrainingDivergedException($"loss became {l.item<float>()} at step {step} (learning rate {lr:G3} too high?)");
                 (l * ((scaler?.Scale ?? 1.0) / o.GradientAccumulation)).backward();
                 stepLoss += l.item<float>() / o.GradientAccumulation;
             }

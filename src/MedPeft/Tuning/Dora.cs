@@ -100,5 +100,7 @@ public sealed class DoraMethod(LoraConfig? config = null) : LoraMethod(config)
     public override string Name => "dora";
     public override string Description => "DoRA: LoRA (r 8, alpha 32, query/value) plus a trained magnitude per output row";
     protected override bool UseDora => true;
+    /// <summary>LoRA's swept 5e-3 (Liu et al. train DoRA with LoRA's learning rates); not swept for DoRA here.</summary>
+    public override double? DefaultLearningRate => 5e-3;
     protected override LoraMethod With(LoraConfig config) => new DoraMethod(config);
 }

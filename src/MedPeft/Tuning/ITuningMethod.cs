@@ -34,8 +34,27 @@ public interface ITuningMethod
     /// <summary>PEFT's peft_type of this method's adapter (null: no adapter form, e.g. full fine-tuning).</summary>
     string? PeftType { get; }
 
+    /// <summary>The PEFT config record this method saves and reads (a <see cref="PeftConfig"/>; null with no PEFT type).</summary>
+    Type? ConfigType { get; }
+
+    /// <summary>The method's default peak learning rate when Experiments.StrategyDefaults has no swept value for it.</summary>
+    double? DefaultLearningRate => null;
+
     /// <summary>False for methods whose effect cannot be folded into the weights (prompt learning).</summary>
     bool CanMerge { get; }
+
+    /// <summary>The options this method takes (study-file names, PEFT's field names where PEFT has one); none by default.</summary>
+    IReadOnlyList<MethodOption> Options => [];
+
+    /// <summary>Applies one option value to this method's settings (<paramref name="config"/> null: its defaults, with
+    /// family-dependent parts left empty); <paramref name="where"/> names the option in errors.</summary>
+    PeftConfig WithOption(PeftConfig? config, string key, string value, string where) =>
+        throw new MedPeftException($"{where}: {Name} takes no options");
+
+    /// <summary>This method with the settings of <paramref name="config"/> for a model family (empty family-dependent
+    /// parts take the family's defaults; a TEXT prompt init is tokenized with <paramref name="encode"/>). With
+    /// <paramref name="layout"/> null it only validates (errors start with <paramref name="context"/>).</summary>
+    ITuningMethod Configure(PeftConfig config, TowerLayout? layout, Func<string, int[]>? encode, string context) => this;
 
     void Apply(nn.Module model, TowerLayout layout, IReadOnlyList<string> towers);
 

@@ -1,3 +1,5 @@
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
 using System.Text.RegularExpressions;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -8,14 +10,42 @@ namespace MedPeft.Tuning;
 /// <summary>(IA)³ settings with PEFT 0.11's meaning. <see cref="TargetModules"/> match module names as LoRA's do (exact
 /// or suffix after a dot; <see cref="TargetRegex"/> = full-match regex). A targeted module is a feed-forward module
 /// when its name ends with one of <see cref="FeedforwardModules"/> (PEFT's plain <c>endswith</c>), or full-matches
-/// <see cref="FeedforwardRegex"/>: its vector scales the layer's input, otherwise the layer's output.</summary>
-public sealed record Ia3Config
+/// <see cref="FeedforwardRegex"/>: its vector scales the layer's input, otherwise the layer's output. Also PEFT's
+/// IA3Config as written to adapter_config.json.</summary>
+public sealed record Ia3Config : PeftConfig
 {
-    public IReadOnlyList<string> TargetModules { get; init; } = ["k_proj", "v_proj", "down_proj"];
-    public string? TargetRegex { get; init; }
-    public IReadOnlyList<string> FeedforwardModules { get; init; } = ["down_proj"];
-    public string? FeedforwardRegex { get; init; }
+    public override string PeftType => "IA3";
+    [JsonIgnore] public IReadOnlyList<string> TargetModules { get; init; } = ["k_proj", "v_proj", "down_proj"];
+    [JsonIgnore] public string? TargetRegex { get; init; }
+    [JsonIgnore] public IReadOnlyList<string> FeedforwardModules { get; init; } = ["down_proj"];
+    [JsonIgnore] public string? FeedforwardRegex { get; init; }
     public bool InitIa3Weights { get; init; } = true;
+    public bool FanInFanOut { get; init; }
+    public IReadOnlyList<string>? ModulesToSave { get; init; }
+
+    [JsonInclude, JsonRequired, JsonPropertyName("target_modules"), JsonConverter(typeof(ListOrRegexConverter))]
+    internal JsonNode? TargetModulesJson
+    {
+        get => ListOrRegexConverter.ToJson(TargetModules, TargetRegex);
+        init => (TargetModules, TargetRegex) = ListOrRegexConverter.FromJson(value);
+    }
+
+    [JsonInclude, JsonPropertyName("feedforward_modules"), JsonConverter(typeof(ListOrRegexConverter))]
+    internal JsonNode? FeedforwardModulesJson
+    {
+        get => ListOrRegexConverter.ToJson(FeedforwardModules, FeedforwardRegex);
+        init => (FeedforwardModules, FeedforwardRegex) = ListOrRegexConverter.FromJson(value);
+    }
+
+    /// <summary>PEFT's default is no feed-forward module.</summary>
+    protected internal override IEnumerable<(string Field, JsonNode? Value)> PeftDefaults => [("feedforward_modules", null)];
+
+    protected internal override void ValidateFile(string source)
+    {
+        base.ValidateFile(source);
+        if (FanInFanOut) throw PeftConfigJson.Unsupported(source, "fan_in_fan_out", "true (Conv1D layers)");
+        Validate(source);
+    }
 
     /// <summary>PEFT's TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING / _FEEDFORWARD_MODULES_MAPPING for "llama".</summary>
     public static readonly Ia3Config Llama = new();
@@ -148,10 +178,30 @@ public sealed class Ia3Method(Ia3Config? config = null) : ITuningMethod
     public string Name => "ia3";
     public string Description => "(IA)³ scaling vectors on keys, values and feed-forward inputs";
     public string? PeftType => "IA3";
+    public Type? ConfigType => typeof(Ia3Config);
     public bool CanMerge => true;
 
     public static Ia3Config DefaultFor(TowerLayout layout) =>
         ReferenceEquals(layout, TowerLayout.Blip) ? Ia3Config.Bert : Ia3Config.Llama;
+
+    public IReadOnlyList<MethodOption> Options { get; } =
+        [new("targets", MethodOptionKind.List, "target_modules suffixes"), new("feedforward", MethodOptionKind.List, "feedforward_modules suffixes")];
+
+    public PeftConfig WithOption(PeftConfig? config, string key, string value, string where)
+    {
+        var c = config as Ia3Config ?? new Ia3Config { TargetModules = [], FeedforwardModules = [] };   // empty: the family's defaults
+        return key == "targets" ? c with { TargetModules = OptionValues.List(value) } : c with { FeedforwardModules = OptionValues.List(value) };
+    }
+
+    public ITuningMethod Configure(PeftConfig config, TowerLayout? layout, Func<string, int[]>? encode, string context)
+    {
+        var c = (Ia3Config)config;
+        if (layout is null) return this;
+        var d = DefaultFor(layout);
+        return new Ia3Method(c.TargetModules.Count == 0 && c.TargetRegex is null
+            ? c with { TargetModules = d.TargetModules, FeedforwardModules = c.FeedforwardModules.Count == 0 ? d.FeedforwardModules : c.FeedforwardModules }
+            : c);
+    }
 
     public void Apply(nn.Module model, TowerLayout layout, IReadOnlyList<string> towers) =>
         Ia3.Apply(model, Config ?? DefaultFor(layout), TowerScope.Within(layout, towers), $"ia3@{string.Join(",", towers)}");

@@ -1,3 +1,6 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
 using System.Text.RegularExpressions;
 using MedPeft.Models;
 using TorchSharp;
@@ -10,19 +13,56 @@ namespace MedPeft.Tuning;
 /// (<c>name == t</c> or <c>name.EndsWith("." + t)</c>); <see cref="TargetRegex"/>, when set, replaces it with a
 /// full-match regex over the whole module name (PEFT's string form of target_modules). Scaling is
 /// <c>lora_alpha / r</c>, or <c>lora_alpha / √r</c> with <see cref="UseRslora"/>. Only bias "none" is supported.
-/// <see cref="UseDora"/> is PEFT's use_dora (the "dora" method).</summary>
-public sealed record LoraConfig
+/// <see cref="UseDora"/> is PEFT's use_dora (the "dora" method). Also PEFT's LoraConfig as written to adapter_config.json
+/// (every 0.11 field; the ones MedPeft does not implement must keep their neutral values, see ValidateFile).</summary>
+public sealed record LoraConfig : PeftConfig
 {
+    public override string PeftType => "LORA";
     public int R { get; init; } = 8;
-    public double LoraAlpha { get; init; } = 32;
-    public double LoraDropout { get; init; } = 0.1;
-    public IReadOnlyList<string> TargetModules { get; init; } = ["q_proj", "v_proj"];
-    public string? TargetRegex { get; init; }
+    [JsonConverter(typeof(IntIfIntegralConverter))] public double LoraAlpha { get; init; } = 32;
+    [JsonConverter(typeof(PythonFloatConverter))] public double LoraDropout { get; init; } = 0.1;
+    [JsonIgnore] public IReadOnlyList<string> TargetModules { get; init; } = ["q_proj", "v_proj"];
+    [JsonIgnore] public string? TargetRegex { get; init; }
     public bool UseRslora { get; init; }
     public bool UseDora { get; init; }
     public string Bias { get; init; } = "none";
+    public bool FanInFanOut { get; init; }
+    public IReadOnlyList<string>? ModulesToSave { get; init; }
+    /// <summary>true, "gaussian", "pissa", "loftq" …: how PEFT initialised the factors (a loaded adapter's don't matter).</summary>
+    public JsonElement? InitLoraWeights { get; init; } = PeftConfigJson.True;
+    public JsonElement? LayersToTransform { get; init; }
+    public JsonElement? LayersPattern { get; init; }
+    public IReadOnlyDictionary<string, JsonElement> RankPattern { get; init; } = PeftConfigJson.EmptyObject;
+    public IReadOnlyDictionary<string, JsonElement> AlphaPattern { get; init; } = PeftConfigJson.EmptyObject;
+    public JsonElement? MegatronConfig { get; init; }
+    public string? MegatronCore { get; init; } = "megatron.core";
+    public IReadOnlyDictionary<string, JsonElement> LoftqConfig { get; init; } = PeftConfigJson.EmptyObject;
+    public JsonElement? LayerReplication { get; init; }
 
-    public double Scaling => UseRslora ? LoraAlpha / Math.Sqrt(R) : LoraAlpha / R;
+    /// <summary>target_modules in the file: the list, or the regex string.</summary>
+    [JsonInclude, JsonRequired, JsonPropertyName("target_modules"), JsonConverter(typeof(ListOrRegexConverter))]
+    internal JsonNode? TargetModulesJson
+    {
+        get => ListOrRegexConverter.ToJson(TargetModules, TargetRegex);
+        init => (TargetModules, TargetRegex) = ListOrRegexConverter.FromJson(value);
+    }
+
+    [JsonIgnore] public double Scaling => UseRslora ? LoraAlpha / Math.Sqrt(R) : LoraAlpha / R;
+
+    /// <summary>PEFT's dataclass defaults where MedPeft's (MILE's) differ.</summary>
+    protected internal override IEnumerable<(string Field, JsonNode? Value)> PeftDefaults => [("lora_alpha", 8), ("lora_dropout", 0.0)];
+
+    protected internal override void ValidateFile(string source)
+    {
+        base.ValidateFile(source);
+        if (FanInFanOut) throw PeftConfigJson.Unsupported(source, "fan_in_fan_out", "true (Conv1D layers)");
+        if (RankPattern.Count > 0) throw PeftConfigJson.Unsupported(source, "rank_pattern", "(per-module ranks)");
+        if (AlphaPattern.Count > 0) throw PeftConfigJson.Unsupported(source, "alpha_pattern", "(per-module alphas)");
+        if (PeftConfigJson.NonEmpty(LayersToTransform)) throw PeftConfigJson.Unsupported(source, "layers_to_transform", "(layer subsets)");
+        if (PeftConfigJson.NonEmpty(LayerReplication)) throw PeftConfigJson.Unsupported(source, "layer_replication", "");
+        if (Bias != "none") throw PeftConfigJson.Unsupported(source, "bias", $"\"{Bias}\"");
+        Validate(source);
+    }
 
     /// <summary>PEFT's check_target_module_exists (without layers_to_transform).</summary>
     public bool Targets(string moduleName) => Targets(moduleName, TargetModules, TargetRegex);
@@ -308,7 +348,10 @@ public class LoraMethod(LoraConfig? config = null) : ITuningMethod
     public virtual string Name => "lora";
     public virtual string Description => "LoRA low-rank adapters on attention query/value projections (r 8, alpha 32)";
     public string? PeftType => "LORA";
+    public Type? ConfigType => typeof(LoraConfig);
     public bool CanMerge => true;
+    /// <summary>LoRA's is swept (Experiments.StrategyDefaults).</summary>
+    public virtual double? DefaultLearningRate => null;
     /// <summary>DoRA is LoRA with use_dora (one PEFT type, two methods).</summary>
     protected virtual bool UseDora => false;
 
@@ -316,6 +359,33 @@ public class LoraMethod(LoraConfig? config = null) : ITuningMethod
         ReferenceEquals(layout, TowerLayout.Blip) ? new LoraConfig { TargetModules = ["query", "value"] }
         : ReferenceEquals(layout, TowerLayout.Llava) ? new LoraConfig { TargetModules = ["q_proj", "v_proj"] }
         : new LoraConfig { TargetModules = ["q_proj", "v_proj", "query", "value"] };
+
+    static readonly MethodOption[] LoraOptions =
+    [
+        new("r", MethodOptionKind.Integer, "rank"), new("alpha", MethodOptionKind.Number, "lora_alpha"), new("dropout", MethodOptionKind.Number, "lora_dropout"),
+        new("targets", MethodOptionKind.List, "target_modules suffixes"), new("rslora", MethodOptionKind.Boolean, "use_rslora"),
+    ];
+
+    public IReadOnlyList<MethodOption> Options => LoraOptions;
+
+    public PeftConfig WithOption(PeftConfig? config, string key, string value, string where)
+    {
+        var c = config as LoraConfig ?? new LoraConfig { TargetModules = [] };   // empty targets: the family's defaults
+        return key switch
+        {
+            "r" => c with { R = OptionValues.Int(value, where) }, "alpha" => c with { LoraAlpha = OptionValues.Num(value, where) },
+            "dropout" => c with { LoraDropout = OptionValues.Num(value, where) }, "targets" => c with { TargetModules = OptionValues.List(value) },
+            _ => c with { UseRslora = OptionValues.Bool(value, where) },
+        };
+    }
+
+    public ITuningMethod Configure(PeftConfig config, TowerLayout? layout, Func<string, int[]>? encode, string context)
+    {
+        var c = (LoraConfig)config;
+        bool familyTargets = c.TargetModules.Count == 0 && c.TargetRegex is null;
+        if (layout is null) { (familyTargets ? c with { TargetModules = ["(family default)"] } : c).Validate(context); return this; }
+        return With(familyTargets ? c with { TargetModules = DefaultFor(layout).TargetModules } : c);
+    }
 
     LoraConfig ConfigFor(TowerLayout layout) => (Config ?? DefaultFor(layout)) with { UseDora = UseDora };
 

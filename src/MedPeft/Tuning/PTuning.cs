@@ -10,14 +10,23 @@ namespace MedPeft.Tuning;
 /// and defaults: encoder_reparameterization_type "MLP", encoder_hidden_size null (= token_dim, as PEFT's
 /// _prepare_prompt_learning_config fills it in), encoder_num_layers 2 (LSTM only: PEFT's MLP always has two hidden
 /// layers and ignores it with a warning), encoder_dropout 0.</summary>
-public sealed record PromptEncoderConfig
+public sealed record PromptEncoderConfig : PromptLearningConfig
 {
+    public override string PeftType => "P_TUNING";
     /// <summary>PEFT has no default; 20 as MedPeft's prompt tuning, so the two methods differ only by the encoder.</summary>
-    public int NumVirtualTokens { get; init; } = 20;
+    public PromptEncoderConfig() => NumVirtualTokens = 20;
     public int? EncoderHiddenSize { get; init; }
     public string EncoderReparameterizationType { get; init; } = "MLP";
     public int EncoderNumLayers { get; init; } = 2;
-    public double EncoderDropout { get; init; }
+    [System.Text.Json.Serialization.JsonConverter(typeof(PythonFloatConverter))] public double EncoderDropout { get; init; }
+
+    /// <summary>An adapter file may carry settings PEFT only warns about (encoder_num_layers with MLP).</summary>
+    protected internal override void ValidateFile(string source)
+    {
+        base.ValidateFile(source);
+        try { Validate(source, training: false); }
+        catch (MedPeftException e) { throw new MedPeftException(e.Message.Replace($"{source}: ", $"{source}: field ")); }
+    }
 
     public int HiddenSize(long tokenDim) => EncoderHiddenSize ?? (int)tokenDim;
 
@@ -106,7 +115,35 @@ public sealed class PTuningMethod(PromptEncoderConfig? config = null) : ITuningM
     public string Name => "ptuning-v1";
     public string Description => $"P-tuning (v1): {Config.NumVirtualTokens} virtual tokens through an {Config.EncoderReparameterizationType} prompt encoder before the language input";
 
+    public IReadOnlyList<MethodOption> Options { get; } =
+    [
+        new("num_virtual_tokens", MethodOptionKind.Integer, "virtual tokens") { Shared = true },
+        new("encoder_hidden_size", MethodOptionKind.Integer, "prompt encoder width (default token_dim)") { Shared = true },
+        new("encoder_reparameterization_type", MethodOptionKind.Text, "MLP or LSTM"),
+        new("encoder_num_layers", MethodOptionKind.Integer, "LSTM layers"), new("encoder_dropout", MethodOptionKind.Number, "LSTM dropout"),
+    ];
+
+    public PeftConfig WithOption(PeftConfig? config, string key, string value, string where)
+    {
+        var c = config as PromptEncoderConfig ?? new PromptEncoderConfig();
+        return key switch
+        {
+            "num_virtual_tokens" => c with { NumVirtualTokens = OptionValues.Int(value, where) },
+            "encoder_hidden_size" => c with { EncoderHiddenSize = OptionValues.Int(value, where) },
+            "encoder_reparameterization_type" => c with { EncoderReparameterizationType = value.ToUpperInvariant() },
+            "encoder_num_layers" => c with { EncoderNumLayers = OptionValues.Int(value, where) },
+            _ => c with { EncoderDropout = OptionValues.Num(value, where) },
+        };
+    }
+
+    public ITuningMethod Configure(PeftConfig config, TowerLayout? layout, Func<string, int[]>? encode, string context)
+    {
+        var c = ((PromptEncoderConfig)config).Validate(context);
+        return layout is null ? this : new PTuningMethod(c);
+    }
+
     public string? PeftType => "P_TUNING";
+    public Type? ConfigType => typeof(PromptEncoderConfig);
     public bool CanMerge => false;
 
     public void Apply(nn.Module model, TowerLayout layout, IReadOnlyList<string> towers) =>

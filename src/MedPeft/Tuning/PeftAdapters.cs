@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using MedPeft.Models;
 using MedPeft.Models.Llava;
 using TorchSharp;
@@ -8,20 +9,25 @@ using static TorchSharp.torch;
 
 namespace MedPeft.Tuning;
 
-/// <summary>What an adapter_config.json says (the fields MedPeft acts on).</summary>
-public sealed record PeftAdapterConfig(string PeftType, string? TaskType, LoraConfig? Lora, IReadOnlyList<string>? LnTargets)
+/// <summary>What an adapter_config.json says: the method's config record (<see cref="Config"/>), read generically by
+/// <see cref="PeftConfigJson"/>, with typed views for the callers that act on one PEFT type.</summary>
+public sealed record PeftAdapterConfig(PeftConfig Config)
 {
-    public Ia3Config? Ia3 { get; init; }
-    public PrefixTuningConfig? Prefix { get; init; }
-    public PromptTuningConfig? Prompt { get; init; }
+    public string PeftType => Config.PeftType;
+    public string? TaskType => Config.TaskType;
+    public LoraConfig? Lora => Config as LoraConfig;
+    public IReadOnlyList<string>? LnTargets => (Config as LnTuningConfig)?.TargetModules;
+    public Ia3Config? Ia3 => Config as Ia3Config;
+    public PrefixTuningConfig? Prefix => Config as PrefixTuningConfig;
+    public PromptTuningConfig? Prompt => Config as PromptTuningConfig;
     /// <summary>P_TUNING (PEFT's PromptEncoderConfig).</summary>
-    public PromptEncoderConfig? PTuning { get; init; }
-    public bool IsPromptLearning => Prefix is not null || Prompt is not null || PTuning is not null;
+    public PromptEncoderConfig? PTuning => Config as PromptEncoderConfig;
+    public bool IsPromptLearning => Config is PromptLearningConfig;
     /// <summary>Prompt learning: the declared num_layers / token_dim (checked against the model) and MedPeft's
     /// "medpeft_towers" (BLIP only; absent = the layout's language towers).</summary>
-    public int? NumLayers { get; init; }
-    public int? TokenDim { get; init; }
-    public IReadOnlyList<string>? Towers { get; init; }
+    public int? NumLayers => (Config as PromptLearningConfig)?.NumLayers;
+    public int? TokenDim => (Config as PromptLearningConfig)?.TokenDim;
+    public IReadOnlyList<string>? Towers => (Config as PromptLearningConfig)?.MedpeftTowers;
 }
 
 /// <summary>Adapter folders in Hugging Face PEFT's (0.11) format: <c>adapter_config.json</c> +
@@ -37,232 +43,28 @@ public static class PeftAdapters
 
     // ---------------------------------------------------------------- config
 
+    /// <summary>Reads adapter_config.json: its peft_type picks the config record (through the registry's methods), which
+    /// System.Text.Json fills by PEFT's field names; fields MedPeft cannot honour are refused in one line.</summary>
     public static PeftAdapterConfig ReadConfig(string adapterDir)
     {
         var path = Path.Combine(adapterDir, ConfigFile);
         if (!File.Exists(path)) throw new MedPeftException($"{path}: adapter config not found");
-        JsonElement root;
-        try { root = JsonDocument.Parse(File.ReadAllText(path)).RootElement; }
+        JsonNode? root;
+        try { root = JsonNode.Parse(File.ReadAllText(path)); }
         catch (JsonException e) { throw new MedPeftException($"{path}: invalid JSON: {e.Message}"); }
-        if (root.ValueKind != JsonValueKind.Object) throw new MedPeftException($"{path}: not a JSON object");
-
-        JsonElement? Get(string k) => root.TryGetProperty(k, out var v) && v.ValueKind != JsonValueKind.Null ? v : null;
-        string? Str(string k) => Get(k) is { } v ? (v.ValueKind == JsonValueKind.String ? v.GetString() : throw new MedPeftException($"{path}: field \"{k}\" must be a string")) : null;
-        double Num(string k, double d) => Get(k) is { } v ? (v.ValueKind == JsonValueKind.Number ? v.GetDouble() : throw new MedPeftException($"{path}: field \"{k}\" must be a number")) : d;
-        bool Bool(string k) => Get(k) is { } v && (v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : throw new MedPeftException($"{path}: field \"{k}\" must be true/false"));
-        void Unsupported(bool bad, string field, string why) { if (bad) throw new MedPeftException($"{path}: field \"{field}\" {why} is not supported by MedPeft"); }
-        bool NonEmpty(string k) => Get(k) is { } v && !(v.ValueKind == JsonValueKind.Object && !v.EnumerateObject().Any()) && !(v.ValueKind == JsonValueKind.Array && v.GetArrayLength() == 0);
-
-        (List<string>? list, string? regex) Targets()
+        if (root is not JsonObject json) throw new MedPeftException($"{path}: not a JSON object");
+        var type = json["peft_type"] switch
         {
-            var t = Get("target_modules") ?? throw new MedPeftException($"{path}: field \"target_modules\" is missing");
-            if (t.ValueKind == JsonValueKind.String) return (null, t.GetString());
-            if (t.ValueKind == JsonValueKind.Array && t.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String))
-                return (t.EnumerateArray().Select(e => e.GetString()!).ToList(), null);
-            throw new MedPeftException($"{path}: field \"target_modules\" must be a string or a list of strings");
-        }
-
-        var type = Str("peft_type") ?? throw new MedPeftException($"{path}: field \"peft_type\" is missing");
-        var task = Str("task_type");
-        Unsupported(NonEmpty("modules_to_save"), "modules_to_save", "(extra fully trained modules)");
-        switch (type)
-        {
-            case "LORA":
-            {
-                Unsupported(Bool("fan_in_fan_out"), "fan_in_fan_out", "true (Conv1D layers)");
-                Unsupported(NonEmpty("rank_pattern"), "rank_pattern", "(per-module ranks)");
-                Unsupported(NonEmpty("alpha_pattern"), "alpha_pattern", "(per-module alphas)");
-                Unsupported(NonEmpty("layers_to_transform"), "layers_to_transform", "(layer subsets)");
-                Unsupported(NonEmpty("layer_replication"), "layer_replication", "");
-                var bias = Str("bias") ?? "none";
-                Unsupported(bias != "none", "bias", $"\"{bias}\"");
-                var (list, regex) = Targets();
-                var r = Num("r", 8);
-                if (r != Math.Floor(r) || r <= 0) throw new MedPeftException($"{path}: field \"r\" must be a positive integer");
-                var lora = new LoraConfig
-                {
-                    R = (int)r, LoraAlpha = Num("lora_alpha", 8), LoraDropout = Num("lora_dropout", 0),
-                    TargetModules = list ?? [], TargetRegex = regex, UseRslora = Bool("use_rslora"), UseDora = Bool("use_dora"), Bias = bias,
-                }.Validate(path);
-                return new PeftAdapterConfig(type, task, lora, null);
-            }
-            case "LN_TUNING":
-            {
-                var (list, regex) = Targets();
-                if (regex is not null) throw new MedPeftException($"{path}: LN_TUNING with a regex target_modules is not supported (give a list)");
-                return new PeftAdapterConfig(type, task, null, list);
-            }
-            case "IA3":
-            {
-                Unsupported(Bool("fan_in_fan_out"), "fan_in_fan_out", "true (Conv1D layers)");
-                var (list, regex) = Targets();
-                var ffEl = Get("feedforward_modules");
-                List<string>? ffList = null; string? ffRegex = null;
-                if (ffEl is { } f)
-                {
-                    if (f.ValueKind == JsonValueKind.String) ffRegex = f.GetString();
-                    else if (f.ValueKind == JsonValueKind.Array && f.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String)) ffList = f.EnumerateArray().Select(e => e.GetString()!).ToList();
-                    else throw new MedPeftException($"{path}: field \"feedforward_modules\" must be a string or a list of strings");
-                }
-                var ia3 = new Ia3Config
-                {
-                    TargetModules = list ?? [], TargetRegex = regex, FeedforwardModules = ffList ?? [], FeedforwardRegex = ffRegex,
-                    InitIa3Weights = Get("init_ia3_weights") is null || Bool("init_ia3_weights"),
-                }.Validate(path);
-                return new PeftAdapterConfig(type, task, null, null) { Ia3 = ia3 };
-            }
-            case "PREFIX_TUNING":
-            case "PROMPT_TUNING":
-            case "P_TUNING":
-            {
-                int Int(string k, bool required)
-                {
-                    if (Get(k) is not { } v) return required ? throw new MedPeftException($"{path}: field \"{k}\" is missing") : 0;
-                    if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out var i) || i <= 0) throw new MedPeftException($"{path}: field \"{k}\" must be a positive integer");
-                    return i;
-                }
-                var n = Int("num_virtual_tokens", true);
-                var sub = Get("num_transformer_submodules") is null ? 1 : Int("num_transformer_submodules", false);
-                Unsupported(sub != 1, "num_transformer_submodules", $"{sub} (encoder-decoder prompts)");
-                List<string>? towers = null;
-                if (Get("medpeft_towers") is { } tw)
-                {
-                    if (tw.ValueKind != JsonValueKind.Array || !tw.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String))
-                        throw new MedPeftException($"{path}: field \"medpeft_towers\" must be a list of strings");
-                    towers = tw.EnumerateArray().Select(e => e.GetString()!).ToList();
-                }
-                var common = new PeftAdapterConfig(type, task, null, null)
-                {
-                    NumLayers = Get("num_layers") is null ? null : Int("num_layers", false),
-                    TokenDim = Get("token_dim") is null ? null : Int("token_dim", false), Towers = towers,
-                };
-                if (type == "PREFIX_TUNING")
-                    return common with
-                    {
-                        Prefix = new PrefixTuningConfig
-                        {
-                            NumVirtualTokens = n, PrefixProjection = Bool("prefix_projection"),
-                            EncoderHiddenSize = Get("encoder_hidden_size") is null ? 0 : Int("encoder_hidden_size", false),
-                        },
-                    };
-                if (type == "P_TUNING")
-                {
-                    var dropout = Num("encoder_dropout", 0);
-                    var layersEl = Get("encoder_num_layers");
-                    var pTuning = new PromptEncoderConfig
-                    {
-                        NumVirtualTokens = n, EncoderReparameterizationType = Str("encoder_reparameterization_type") ?? "MLP",
-                        EncoderHiddenSize = Get("encoder_hidden_size") is null ? null : Int("encoder_hidden_size", false),
-                        EncoderNumLayers = layersEl is null ? 2 : Int("encoder_num_layers", false), EncoderDropout = dropout,
-                    };
-                    try { pTuning.Validate(path, training: false); }
-                    catch (MedPeftException e) { throw new MedPeftException(e.Message.Replace($"{path}: ", $"{path}: field ")); }
-                    return common with { PTuning = pTuning };
-                }
-                var init = Str("prompt_tuning_init") ?? "RANDOM";
-                if (init is not ("RANDOM" or "TEXT")) throw new MedPeftException($"{path}: field \"prompt_tuning_init\" must be RANDOM or TEXT (got \"{init}\")");
-                return common with { Prompt = new PromptTuningConfig { NumVirtualTokens = n, PromptTuningInit = init, PromptTuningInitText = Str("prompt_tuning_init_text") } };
-            }
-            default:
-                throw new MedPeftException($"{path}: peft_type \"{type}\" is not supported (LORA, LN_TUNING, IA3, PREFIX_TUNING, PROMPT_TUNING, P_TUNING)");
-        }
-    }
-
-    /// <summary>adapter_config.json exactly as PEFT 0.11's LoraConfig.save_pretrained writes it (same field set, keys
-    /// sorted, two-space indent).</summary>
-    public static string LoraConfigJson(LoraConfig c, string? taskType = "CAUSAL_LM", string baseModel = "")
-    {
-        var f = new SortedDictionary<string, string>(StringComparer.Ordinal)
-        {
-            ["alpha_pattern"] = "{}", ["auto_mapping"] = "null", ["base_model_name_or_path"] = JStr(baseModel), ["bias"] = JStr(c.Bias),
-            ["fan_in_fan_out"] = "false", ["inference_mode"] = "true", ["init_lora_weights"] = "true", ["layer_replication"] = "null",
-            ["layers_pattern"] = "null", ["layers_to_transform"] = "null", ["loftq_config"] = "{}", ["lora_alpha"] = JNum(c.LoraAlpha, intIfIntegral: true),
-            ["lora_dropout"] = JNum(c.LoraDropout, intIfIntegral: false), ["megatron_config"] = "null", ["megatron_core"] = JStr("megatron.core"),
-            ["modules_to_save"] = "null", ["peft_type"] = JStr("LORA"), ["r"] = c.R.ToString(CultureInfo.InvariantCulture), ["rank_pattern"] = "{}",
-            ["revision"] = "null", ["target_modules"] = c.TargetRegex is not null ? JStr(c.TargetRegex) : JList(c.TargetModules),
-            ["task_type"] = taskType is null ? "null" : JStr(taskType), ["use_dora"] = c.UseDora ? "true" : "false", ["use_rslora"] = c.UseRslora ? "true" : "false",
+            null => throw new MedPeftException($"{path}: field \"peft_type\" is missing"),
+            JsonValue v when v.GetValueKind() == JsonValueKind.String => v.GetValue<string>(),
+            _ => throw new MedPeftException($"{path}: field \"peft_type\" must be a string"),
         };
-        return JObject(f);
+        return new PeftAdapterConfig(PeftConfigJson.Read(json, TuningMethods.ConfigTypeOf(type, path), path));
     }
 
-    /// <summary>adapter_config.json as PEFT 0.11's LNTuningConfig.save_pretrained writes it.</summary>
-    public static string LnTuningConfigJson(IReadOnlyList<string> targetModules, string? taskType = "CAUSAL_LM", string baseModel = "")
-    {
-        var f = new SortedDictionary<string, string>(StringComparer.Ordinal)
-        {
-            ["auto_mapping"] = "null", ["base_model_name_or_path"] = JStr(baseModel), ["inference_mode"] = "true", ["modules_to_save"] = "null",
-            ["peft_type"] = JStr("LN_TUNING"), ["revision"] = "null", ["target_modules"] = JList(targetModules),
-            ["task_type"] = taskType is null ? "null" : JStr(taskType),
-        };
-        return JObject(f);
-    }
-
-    /// <summary>adapter_config.json as PEFT 0.11's IA3Config.save_pretrained writes it.</summary>
-    public static string Ia3ConfigJson(Ia3Config c, string? taskType = "CAUSAL_LM", string baseModel = "")
-    {
-        var f = new SortedDictionary<string, string>(StringComparer.Ordinal)
-        {
-            ["auto_mapping"] = "null", ["base_model_name_or_path"] = JStr(baseModel), ["fan_in_fan_out"] = "false",
-            ["feedforward_modules"] = c.FeedforwardRegex is not null ? JStr(c.FeedforwardRegex) : JList(c.FeedforwardModules),
-            ["inference_mode"] = "true", ["init_ia3_weights"] = c.InitIa3Weights ? "true" : "false", ["modules_to_save"] = "null",
-            ["peft_type"] = JStr("IA3"), ["revision"] = "null",
-            ["target_modules"] = c.TargetRegex is not null ? JStr(c.TargetRegex) : JList(c.TargetModules),
-            ["task_type"] = taskType is null ? "null" : JStr(taskType),
-        };
-        return JObject(f);
-    }
-
-    /// <summary>adapter_config.json of a prompt-learning method as PEFT 0.11 writes it (PrefixTuningConfig /
-    /// PromptTuningConfig: the PromptLearningConfig fields plus the method's own). <paramref name="towers"/> is
-    /// MedPeft's "medpeft_towers" (null = not written: the layout's language tower, LLaVA's llm).</summary>
-    public static string PromptLearningConfigJson(string peftType, int numVirtualTokens, int tokenDim, int numLayers, int numHeads,
-        PrefixTuningConfig? prefix, PromptTuningConfig? prompt, IReadOnlyList<string>? towers, string? taskType = "CAUSAL_LM", string baseModel = "",
-        PromptEncoderConfig? pTuning = null)
-    {
-        var f = new SortedDictionary<string, string>(StringComparer.Ordinal)
-        {
-            ["auto_mapping"] = "null", ["base_model_name_or_path"] = JStr(baseModel), ["inference_mode"] = "true",
-            ["num_attention_heads"] = numHeads.ToString(CultureInfo.InvariantCulture), ["num_layers"] = numLayers.ToString(CultureInfo.InvariantCulture),
-            ["num_transformer_submodules"] = "1", ["num_virtual_tokens"] = numVirtualTokens.ToString(CultureInfo.InvariantCulture),
-            ["peft_type"] = JStr(peftType), ["revision"] = "null", ["task_type"] = taskType is null ? "null" : JStr(taskType),
-            ["token_dim"] = tokenDim.ToString(CultureInfo.InvariantCulture),
-        };
-        if (prefix is not null)
-        {
-            // Without the MLP the width is unused; PEFT still writes it, filled with token_dim by _prepare_prompt_learning_config.
-            f["encoder_hidden_size"] = (prefix.PrefixProjection ? prefix.EncoderHiddenSize : tokenDim).ToString(CultureInfo.InvariantCulture);
-            f["prefix_projection"] = prefix.PrefixProjection ? "true" : "false";
-        }
-        if (prompt is not null)
-        {
-            f["prompt_tuning_init"] = JStr(prompt.PromptTuningInit);
-            f["prompt_tuning_init_text"] = prompt.PromptTuningInitText is null ? "null" : JStr(prompt.PromptTuningInitText);
-            f["tokenizer_kwargs"] = "null";
-            f["tokenizer_name_or_path"] = "null";
-        }
-        if (pTuning is not null)
-        {
-            // PEFT writes the config after _prepare_prompt_learning_config filled encoder_hidden_size (null → token_dim).
-            f["encoder_dropout"] = JNum(pTuning.EncoderDropout, intIfIntegral: false);
-            f["encoder_hidden_size"] = pTuning.HiddenSize(tokenDim).ToString(CultureInfo.InvariantCulture);
-            f["encoder_num_layers"] = pTuning.EncoderNumLayers.ToString(CultureInfo.InvariantCulture);
-            f["encoder_reparameterization_type"] = JStr(pTuning.EncoderReparameterizationType);
-        }
-        if (towers is not null) f["medpeft_towers"] = JList(towers);
-        return JObject(f);
-    }
-
-    static string JStr(string s) => JsonSerializer.Serialize(s);
-    static string JNum(double v, bool intIfIntegral) =>
-        v == Math.Floor(v) && Math.Abs(v) < 1e15 ? (intIfIntegral ? ((long)v).ToString(CultureInfo.InvariantCulture) : ((long)v).ToString(CultureInfo.InvariantCulture) + ".0")
-            : v.ToString("R", CultureInfo.InvariantCulture);
-    static string JList(IEnumerable<string> items)
-    {
-        var l = items.ToList();
-        return l.Count == 0 ? "[]" : "[\n" + string.Join(",\n", l.Select(s => "    " + JStr(s))) + "\n  ]";
-    }
-    static string JObject(SortedDictionary<string, string> f) =>
-        "{\n" + string.Join(",\n", f.Select(kv => $"  {JStr(kv.Key)}: {kv.Value}")) + "\n}";
+    /// <summary>Writes a config as PEFT's save_pretrained does (inference_mode true, the given task type).</summary>
+    public static void WriteConfig(string dir, PeftConfig config, string? taskType) =>
+        WriteText(Path.Combine(dir, ConfigFile), PeftConfigJson.Write(config with { TaskType = taskType, InferenceMode = true }));
 
     // ---------------------------------------------------------------- LN tuning keys
 
@@ -382,7 +184,7 @@ public static class PeftAdapters
         if (tensors.Count == 0) throw new MedPeftException($"{dir}: the model has no LoRA layers to save");
         Directory.CreateDirectory(dir);
         Checkpoint.SaveSafetensors(tensors.Select(kv => (kv.Key, kv.Value)), Path.Combine(dir, WeightsFile));
-        WriteText(Path.Combine(dir, ConfigFile), LoraConfigJson(config, taskType));
+        WriteConfig(dir, config, taskType);
     }
 
     /// <summary>Writes the targeted norms' parameters as a PEFT LN_TUNING adapter.</summary>
@@ -392,7 +194,7 @@ public static class PeftAdapters
         if (ps.Count == 0) throw new MedPeftException($"{dir}: LN-tuning targets [{string.Join(", ", targetModules)}] match no module");
         Directory.CreateDirectory(dir);
         Checkpoint.SaveSafetensors(ps.Select(kv => (kv.Key, (Tensor)kv.Value)), Path.Combine(dir, WeightsFile));
-        WriteText(Path.Combine(dir, ConfigFile), LnTuningConfigJson(targetModules, taskType));
+        WriteConfig(dir, new LnTuningConfig { TargetModules = targetModules }, taskType);
     }
 
     /// <summary>Writes the model's (IA)³ vectors (PEFT keys base_model.model.&lt;module&gt;.ia3_l, PEFT shapes) and config.</summary>
@@ -402,7 +204,7 @@ public static class PeftAdapters
         if (tensors.Count == 0) throw new MedPeftException($"{dir}: the model has no IA3 layers to save");
         Directory.CreateDirectory(dir);
         Checkpoint.SaveSafetensors(tensors.Select(kv => (kv.Key, kv.Value.contiguous())), Path.Combine(dir, WeightsFile));
-        WriteText(Path.Combine(dir, ConfigFile), Ia3ConfigJson(config, taskType));
+        WriteConfig(dir, config, taskType);
     }
 
     /// <summary>Writes a prefix-tuning / P-tuning v2 (PREFIX_TUNING), prompt-tuning (PROMPT_TUNING) or P-tuning v1
@@ -457,8 +259,18 @@ public static class PeftAdapters
         Directory.CreateDirectory(dir);
         Checkpoint.SaveSafetensors([("prompt_embeddings", embeddings.contiguous())], Path.Combine(dir, WeightsFile));
         var named = ReferenceEquals(layout, TowerLayout.Llava) && towers.SequenceEqual(["llm"]) ? null : towers;
-        WriteText(Path.Combine(dir, ConfigFile), PromptLearningConfigJson(type, n, tokenDim, layers, heads, type == "PREFIX_TUNING" ? prefix : null,
-            type == "PROMPT_TUNING" ? prompt : null, named, taskType, pTuning: pTuning));
+        // PEFT writes the config after _prepare_prompt_learning_config filled in the model's sizes and a missing
+        // encoder_hidden_size (prefix without the MLP: unused, still written as token_dim; P-tuning: null → token_dim).
+        PromptLearningConfig config = type switch
+        {
+            "PREFIX_TUNING" => prefix! with { EncoderHiddenSize = prefix.PrefixProjection ? prefix.EncoderHiddenSize : tokenDim },
+            "PROMPT_TUNING" => prompt!,
+            _ => pTuning! with { EncoderHiddenSize = pTuning.HiddenSize(tokenDim) },
+        };
+        WriteConfig(dir, config with
+        {
+            NumVirtualTokens = n, TokenDim = tokenDim, NumLayers = layers, NumAttentionHeads = heads, NumTransformerSubmodules = 1, MedpeftTowers = named,
+        }, taskType);
         return type;
     }
 

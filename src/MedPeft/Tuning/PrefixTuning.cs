@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Text.Json.Nodes;
 using MedPeft.Models;
 using MedPeft.Models.Blip;
 using MedPeft.Models.Llama;
@@ -12,13 +13,18 @@ namespace MedPeft.Tuning;
 /// prefix tuning (Li &amp; Liang 2021: the prefix is reparameterised by an MLP, Linear(token_dim, encoder_hidden_size) →
 /// Tanh → Linear(encoder_hidden_size, layers·2·token_dim)); false is P-tuning v2 (Liu et al. 2022: the per-layer
 /// prefix is trained directly), which PEFT also runs as PREFIX_TUNING with prefix_projection false.</summary>
-public sealed record PrefixTuningConfig
+public sealed record PrefixTuningConfig : PromptLearningConfig
 {
+    public override string PeftType => "PREFIX_TUNING";
     /// <summary>10 virtual tokens: MILE's setting on MISS (paper-facts.md).</summary>
-    public int NumVirtualTokens { get; init; } = 10;
+    public PrefixTuningConfig() => NumVirtualTokens = 10;
     public bool PrefixProjection { get; init; } = true;
     /// <summary>512: the MLP width of Li &amp; Liang's reference code (mid_dim 512); PEFT has no default.</summary>
     public int EncoderHiddenSize { get; init; } = 512;
+
+    /// <summary>PEFT's default is no projection; a file without encoder_hidden_size never builds the MLP (loaded
+    /// prefixes are the MLP's output).</summary>
+    protected internal override IEnumerable<(string Field, JsonNode? Value)> PeftDefaults => [("prefix_projection", false), ("encoder_hidden_size", 0)];
 
     public PrefixTuningConfig Validate(string source)
     {
@@ -256,7 +262,31 @@ public sealed class PrefixTuningMethod(string name, PrefixTuningConfig config) :
     public static PrefixTuningMethod Prefix(PrefixTuningConfig? c = null) => new("prefix", c ?? new PrefixTuningConfig());
     public static PrefixTuningMethod PTuningV2(PrefixTuningConfig? c = null) => new("ptuning", (c ?? new PrefixTuningConfig()) with { PrefixProjection = false });
 
+    static readonly MethodOption Tokens = new("num_virtual_tokens", MethodOptionKind.Integer, "virtual tokens") { Shared = true };
+
+    public IReadOnlyList<MethodOption> Options => Name == "prefix"
+        ? [Tokens, new("encoder_hidden_size", MethodOptionKind.Integer, "MLP width") { Shared = true }, new("prefix_projection", MethodOptionKind.Boolean, "reparameterise with the MLP")]
+        : [Tokens];
+
+    public PeftConfig WithOption(PeftConfig? config, string key, string value, string where)
+    {
+        var c = config as PrefixTuningConfig ?? new PrefixTuningConfig();
+        return key switch
+        {
+            "num_virtual_tokens" => c with { NumVirtualTokens = OptionValues.Int(value, where) },
+            "encoder_hidden_size" => c with { EncoderHiddenSize = OptionValues.Int(value, where) },
+            _ => c with { PrefixProjection = OptionValues.Bool(value, where) },
+        };
+    }
+
+    public ITuningMethod Configure(PeftConfig config, TowerLayout? layout, Func<string, int[]>? encode, string context)
+    {
+        var c = ((PrefixTuningConfig)config).Validate(context);
+        return layout is null ? this : Name == "prefix" ? Prefix(c) : PTuningV2(c);
+    }
+
     public string? PeftType => "PREFIX_TUNING";
+    public Type? ConfigType => typeof(PrefixTuningConfig);
     public bool CanMerge => false;
 
     public void Apply(nn.Module model, TowerLayout layout, IReadOnlyList<string> towers) =>

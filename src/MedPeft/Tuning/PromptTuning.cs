@@ -12,14 +12,24 @@ namespace MedPeft.Tuning;
 /// <summary>Prompt-tuning settings with PEFT 0.11's PromptTuningConfig names. "RANDOM" init is nn.Embedding's N(0, 1)
 /// (PEFT's default); "TEXT" copies the word embeddings of <see cref="InitTokenIds"/> (the tokenized
 /// prompt_tuning_init_text, repeated / cut to N as PEFT does).</summary>
-public sealed record PromptTuningConfig
+public sealed record PromptTuningConfig : PromptLearningConfig
 {
+    public override string PeftType => "PROMPT_TUNING";
     /// <summary>20 soft tokens: Lester et al. 2021 (The Power of Scale for Parameter-Efficient Prompt Tuning) found
     /// 20 tokens to capture most of the gain (Fig. 3a); more helped little.</summary>
-    public int NumVirtualTokens { get; init; } = 20;
+    public PromptTuningConfig() => NumVirtualTokens = 20;
     public string PromptTuningInit { get; init; } = "RANDOM";
     public string? PromptTuningInitText { get; init; }
-    public IReadOnlyList<long>? InitTokenIds { get; init; }
+    public string? TokenizerNameOrPath { get; init; }
+    public System.Text.Json.JsonElement? TokenizerKwargs { get; init; }
+    /// <summary>The tokenized init text (MedPeft's, not a PEFT field).</summary>
+    [System.Text.Json.Serialization.JsonIgnore] public IReadOnlyList<long>? InitTokenIds { get; init; }
+
+    protected internal override void ValidateFile(string source)
+    {
+        base.ValidateFile(source);
+        if (PromptTuningInit is not ("RANDOM" or "TEXT")) throw new MedPeftException($"{source}: field \"prompt_tuning_init\" must be RANDOM or TEXT (got \"{PromptTuningInit}\")");
+    }
 
     public PromptTuningConfig Validate(string source)
     {
@@ -220,7 +230,34 @@ public sealed class PromptTuningMethod(PromptTuningConfig? config = null) : ITun
     public string Name => "prompt";
     public string Description => $"prompt tuning: {Config.NumVirtualTokens} soft tokens before the language input";
 
+    public IReadOnlyList<MethodOption> Options { get; } =
+        [new("num_virtual_tokens", MethodOptionKind.Integer, "virtual tokens") { Shared = true }, new("prompt_init_text", MethodOptionKind.Text, "TEXT init from this text's word embeddings")];
+
+    public PeftConfig WithOption(PeftConfig? config, string key, string value, string where)
+    {
+        var c = config as PromptTuningConfig ?? new PromptTuningConfig();
+        return key == "num_virtual_tokens" ? c with { NumVirtualTokens = OptionValues.Int(value, where) }
+            : value.Length == 0 ? throw new MedPeftException($"{where}: empty text")
+            : c with { PromptTuningInit = "TEXT", PromptTuningInitText = value };
+    }
+
+    /// <summary>A TEXT init is tokenized with <paramref name="encode"/> (the model's tokenizer with its special tokens,
+    /// as PEFT calls the tokenizer).</summary>
+    public ITuningMethod Configure(PeftConfig config, TowerLayout? layout, Func<string, int[]>? encode, string context)
+    {
+        var c = (PromptTuningConfig)config;
+        if (c.NumVirtualTokens <= 0) throw new MedPeftException($"{context}: num_virtual_tokens must be positive (got {c.NumVirtualTokens})");
+        if (layout is null) return this;
+        if (c.PromptTuningInit == "TEXT" && c.InitTokenIds is null && c.PromptTuningInitText is { } text)
+        {
+            if (encode is null) throw new MedPeftException($"prompt_init_text \"{text}\": no tokenizer to tokenize it with here");
+            c = c with { InitTokenIds = encode(text).Select(i => (long)i).ToList() };
+        }
+        return new PromptTuningMethod(c);
+    }
+
     public string? PeftType => "PROMPT_TUNING";
+    public Type? ConfigType => typeof(PromptTuningConfig);
     public bool CanMerge => false;
 
     public void Apply(nn.Module model, TowerLayout layout, IReadOnlyList<string> towers) =>

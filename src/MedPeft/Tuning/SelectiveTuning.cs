@@ -25,6 +25,7 @@ public sealed class SelectiveTuning(string name, string description, params stri
     /// <summary>Full fine-tuning has no adapter form; the others save the tuned modules as PEFT's LN_TUNING does.</summary>
     public string? PeftType => ReferenceEquals(this, Full) ? null : "LN_TUNING";
     /// <summary>The tuned parameters are the model's own: always "merged".</summary>
+    public Type? ConfigType => PeftType is null ? null : typeof(LnTuningConfig);
     public bool CanMerge => true;
 
     /// <summary>An LN_TUNING-style adapter of every module with a trained parameter of its own (PEFT's

@@ -29,6 +29,11 @@ public static class TuningMethods
         All.TryGetValue(name, out var m) ? m
             : throw new MedPeftException($"{context}: unknown tuning method \"{name}\" (known: {string.Join(", ", All.Keys)})");
 
+    /// <summary>The config record type of a peft_type (the one its registered methods read).</summary>
+    public static Type ConfigTypeOf(string peftType, string source) =>
+        All.Values.FirstOrDefault(m => m.PeftType == peftType)?.ConfigType
+            ?? throw new MedPeftException($"{source}: peft_type \"{peftType}\" is not supported ({string.Join(", ", All.Values.Select(m => m.PeftType).OfType<string>().Distinct())})");
+
     /// <summary>The registered method that loads adapters with this config (the first whose Reads accepts it).</summary>
     public static ITuningMethod ForAdapter(PeftAdapterConfig config, string source) =>
         All.Values.FirstOrDefault(m => m.Reads(config))

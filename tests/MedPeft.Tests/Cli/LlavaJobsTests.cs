@@ -83,11 +83,17 @@ public class LlavaJobsTests
 
     static int Id(string p) => TinyTokenizers.Id(p);
 
-    [Fact]
-    public void Beam_search_with_the_kv_cache_equals_beam_search_recomputing_the_whole_sequence()
+    /// <summary>With a soft prompt (prompt, ptuning-v1) too: the cached search must run the prompt in its first step as
+    /// the full recomputation (forward) does — issue 11: GenerateBeams ignored InputPrompt.</summary>
+    [Theory]
+    [InlineData(null)]
+    [InlineData("prompt@llm")]
+    [InlineData("ptuning-v1@llm")]
+    public void Beam_search_with_the_kv_cache_equals_beam_search_recomputing_the_whole_sequence(string? strategy)
     {
         TorchRuntime.Seed(11);
         using var m = new LlavaForConditionalGeneration(TinyConfig("mistral"));
+        if (strategy is not null) MedPeft.Tuning.TuningStrategy.Parse(strategy, MedPeft.Tuning.TowerLayout.Llava).Apply(m);
         m.eval();
         var ids = torch.tensor(new long[,] { { TinyTokenizers.PadId, 1, TinyTokenizers.ImageId, 265, 270 }, { 1, 266, TinyTokenizers.ImageId, 272, 260 } });
         var mask = torch.tensor(new long[,] { { 0, 1, 1, 1, 1 }, { 1, 1, 1, 1, 1 } });

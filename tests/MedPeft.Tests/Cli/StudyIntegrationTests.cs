@@ -4,9 +4,10 @@ using MedPeft.Tuning;
 
 namespace MedPeft.Tests.Cli;
 
-/// <summary>The quick built-in study through the real CLI, run once per test process from an empty cache
-/// (benchmark generation, pretraining, every registered method, the random-init row). Its cache is reused by the
-/// other study integration tests, which then only fine-tune.</summary>
+/// <summary>The quick built-in study through the real CLI in the reproducible mode, run once per test process from an
+/// empty cache (benchmark generation, pretraining, every registered method, the random-init row). Its cache is reused
+/// by the other study integration tests (also --reproducible: each mode has its own benchmark folder), which then
+/// only fine-tune.</summary>
 public static class QuickStudy
 {
     public sealed record Result(string Root, string Cache, string OutDir, CliRunner.Result Cli);
@@ -22,7 +23,8 @@ public static class QuickStudy
         var root = Root;
         var cache = Cache;
         var outDir = Path.Combine(root, "out");
-        var r = CliRunner.Run(new Dictionary<string, string> { ["MEDPEFT_CACHE"] = cache }, "study", "--quick", "--out", outDir, "--threads", "2");
+        // In the reproducible mode: its scores are also the cross-machine evidence (docs/reproducibility/).
+        var r = CliRunner.Run(new Dictionary<string, string> { ["MEDPEFT_CACHE"] = cache }, "study", "--quick", "--reproducible", "--out", outDir);
         return new Result(root, cache, outDir, r);
     });
 
@@ -79,7 +81,8 @@ public class StudyIntegrationTests
             Assert.True(row["peak_memory_bytes"]!.GetValue<long>() > 10_000_000);
             Assert.Equal(EmbeddedPlan.Quick.FineTuneEpochs * ((EmbeddedPlan.Quick.ReportTrain + 31) / 32), row["steps"]!.GetValue<int>());
             Assert.NotEmpty(row["loss_curve"]!.AsArray());
-            Assert.NotNull(row["best_validation_acc"]);   // validation BLEU-4 × 100, the selection metric
+            Assert.NotNull(row["best_validation_bleu4"]);   // validation BLEU-4 × 100, the selection metric
+            Assert.Null(row["best_validation_acc"]);      // issue 11: not logged as an accuracy
             Assert.Equal(StrategyDefaults.LearningRate(row["strategy_spec"]!.GetValue<string>()), row["learning_rate"]!.GetValue<double>());
         }
         long capTotal = reports["full"]["total"]!.GetValue<long>();
@@ -112,15 +115,38 @@ public class StudyIntegrationTests
         Assert.Contains(reportTb.Scalars, s => s.Tag == "validation/BLEU_4");
 
         // Restarting the finished study runs nothing and rebuilds the same tables; a new row reuses the cached model.
-        var again = CliRunner.Run(QuickStudy.Env, "study", "--quick", "--out", outDir, "--threads", "2");
+        var again = CliRunner.Run(QuickStudy.Env, "study", "--quick", "--reproducible", "--out", outDir);
         Assert.True(again.ExitCode == 0, again.StdErr);
         Assert.Contains("0 run(s) ran here", again.StdOut);
         Assert.Equal(md, File.ReadAllText(Path.Combine(outDir, "table-vqa.md")));
         Assert.Equal(reportMd, File.ReadAllText(Path.Combine(outDir, "table-report.md")));
-        var other = CliRunner.Run(QuickStudy.Env, "study", "--quick", "--task", "vqa", "--strategies", "ln", "--no-random-init", "--epochs", "1", "--out", Path.Combine(QuickStudy.Get().Root, "other"), "--threads", "2");
+        var other = CliRunner.Run(QuickStudy.Env, "study", "--quick", "--task", "vqa", "--strategies", "ln", "--no-random-init", "--epochs", "1", "--out", Path.Combine(QuickStudy.Get().Root, "other"), "--reproducible");
         Assert.True(other.ExitCode == 0, other.StdErr);
         Assert.Contains("pretrained model: cached", other.StdOut);
         Assert.Contains("2 runs", other.StdOut);   // --task vqa: zero-shot and ln on the VQA split only
-        Assert.True(Directory.Exists(Path.Combine(cache, "bench-quick")));
+        Assert.True(Directory.Exists(Path.Combine(cache, "bench-quick-reproducible")));
+        Assert.Equal("reproducible", byName["ln"]["reproducibility"]!["mode"]!.GetValue<string>());
+        Assert.Equal("DEFAULT", byName["ln"]["reproducibility"]!["aten_cpu_capability"]!.GetValue<string>());
+        Assert.False(byName["ln"]["reproducibility"]!["mkldnn"]!.GetValue<bool>());
+        Assert.True(byName["ln"]["config"]!["reproducible"]!.GetValue<bool>());
+    }
+
+    /// <summary>The cross-machine check (issue 14): this machine's quick reproducible study gives exactly the scores,
+    /// benchmark and pretrained weights recorded in docs/reproducibility/quick-study-scores.json. A failure lists what
+    /// differs, the earliest stage first; docs/reproducibility.md says what to do.</summary>
+    [Fact]
+    public void Quick_reproducible_study_reproduces_the_checked_in_scores_exactly()
+    {
+        var (_, cache, outDir, r) = QuickStudy.Get();
+        Assert.True(r.ExitCode == 0, r.StdErr + r.StdOut);
+        var file = Path.Combine(AppContext.BaseDirectory, "reproducibility", "quick-study-scores.json");
+        Assert.True(File.Exists(file), "docs/reproducibility/quick-study-scores.json is missing: make it with ./medpeft study --quick --reproducible --evidence docs/reproducibility/quick-study-scores.json");
+        var expected = JsonNode.Parse(File.ReadAllText(file))!.AsObject();
+        var results = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "results.json")))!.AsArray();
+        var here = ReproducibilityEvidence.Make(results, Path.Combine(cache, "bench-quick-reproducible"));
+        var differences = ReproducibilityEvidence.Differences(expected, here);
+        Assert.True(differences.Count == 0,
+            $"this machine ({here["cpu"]}; {here["cpu_flags"]}) does not reproduce the evidence made on {expected["cpu"]} ({expected["cpu_flags"]}):\n" + string.Join("\n", differences.Take(20)));
+        Assert.NotNull(expected["benchmark_sha256"]);
     }
 }

@@ -27,7 +27,7 @@ public class StudyResumeTests
         var dir = Directory.CreateTempSubdirectory("medpeft-tiny-ref-").FullName;
         var file = Path.Combine(dir, "tiny.yaml");
         File.WriteAllText(file, Tiny);
-        var r = CliRunner.Run(QuickStudy.Env, "study", file, "--out", Path.Combine(dir, "out"), "--threads", "1");
+        var r = CliRunner.Run(QuickStudy.Env, "study", file, "--out", Path.Combine(dir, "out"), "--reproducible");
         Assert.True(r.ExitCode == 0, r.StdErr + r.StdOut);
         return (file, Deterministic(Path.Combine(dir, "out")), File.ReadAllText(Path.Combine(dir, "out", "table-vqa.md")));
     });
@@ -62,7 +62,7 @@ public class StudyResumeTests
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "MedPeft.Cli.dll"));
-        foreach (var a in new[] { "study", file, "--out", outDir, "--threads", "1" }) psi.ArgumentList.Add(a);
+        foreach (var a in new[] { "study", file, "--out", outDir, "--reproducible" }) psi.ArgumentList.Add(a);
         foreach (var (k, v) in QuickStudy.Env) psi.Environment[k] = v;
         var p = Process.Start(psi)!;
         p.OutputDataReceived += (_, _) => { };
@@ -92,7 +92,7 @@ public class StudyResumeTests
             if (!p.HasExited) { p.Kill(entireProcessTree: true); p.WaitForExit(); }
         }
         Assert.True(RecordedRuns(outDir) < 5, "the study finished before it could be killed");
-        var r = CliRunner.Run(QuickStudy.Env, "study", file, "--out", outDir, "--threads", "1");
+        var r = CliRunner.Run(QuickStudy.Env, "study", file, "--out", outDir, "--reproducible");
         Assert.True(r.ExitCode == 0, r.StdErr + r.StdOut);
         AssertEveryRunRecordedOnce(outDir, 5);
         Assert.Equal(csv, Deterministic(outDir));
@@ -136,7 +136,7 @@ public class StudyLrSweepTests
             test_limit: 8
             seeds: [1]
             """);
-        var r = CliRunner.Run(QuickStudy.Env, "study", file, "--out", Path.Combine(dir, "out"), "--threads", "1");
+        var r = CliRunner.Run(QuickStudy.Env, "study", file, "--out", Path.Combine(dir, "out"), "--reproducible");
         Assert.True(r.ExitCode == 0, r.StdErr + r.StdOut);
         var run = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "out", "results.json")))!.AsArray().Single()!;
         Assert.Equal("lr-sweep", run["learning_rate_source"]!.GetValue<string>());

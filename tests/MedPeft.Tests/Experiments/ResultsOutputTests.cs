@@ -90,11 +90,13 @@ public class ResultsOutputTests
     }
 
     [Fact]
-    public void Report_is_one_offline_html_file_with_the_four_plots()
+    public void Report_is_one_offline_html_file_with_the_five_plots_statistics_and_claims()
     {
         var html = ResultsReport.Html("t", ResultsTables.Aggregate(Sample()), Sample());
         Assert.StartsWith("<!DOCTYPE html>", html);
-        Assert.Equal(4, html.Split("<svg ").Length - 1);
+        Assert.Equal(5, html.Split("<svg ").Length - 1);
+        Assert.Contains("<h2>The paper's claims</h2>", html);
+        Assert.Contains("Δ full [95 % CI]", System.Net.WebUtility.HtmlDecode(html));
         Assert.DoesNotContain("src=\"http", html);
         Assert.DoesNotContain("<script", html);
         Assert.Contains("log scale", html);

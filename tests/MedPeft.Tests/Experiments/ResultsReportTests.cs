@@ -95,7 +95,8 @@ public class ResultsReportTests
         var html = ResultsReport.Html("study", rows, runs);
         Assert.Equal(html, ResultsReport.Html("study", rows, runs));   // same results, same bytes
         var svgs = Svgs(html);
-        Assert.Equal(4, svgs.Count);
+        Assert.Equal(5, svgs.Count);   // + each method's metric with its interval over seeds
+        Assert.Contains("overall_acc: mean and 95 % CI over seeds", Texts(svgs[4]));
         Assert.All(svgs, s => Assert.StartsWith("<svg class=\"plot\"", s));
 
         var scatter = Texts(svgs[0]);
@@ -152,7 +153,7 @@ public class ResultsReportTests
 
         var html = ResultsReport.Html("study", rows, runs);
         var svgs = Svgs(html);
-        Assert.Equal(8, svgs.Count);
+        Assert.Equal(10, svgs.Count);
         Assert.Contains("<h2>report · iu-xray</h2>", WebUtility.HtmlDecode(html));
         var scatter = Texts(svgs[0]);   // tasks in name order: report first
         Assert.Contains("test BLEU-4 vs trainable share", scatter);
@@ -162,7 +163,7 @@ public class ResultsReportTests
         var yTicks = scatter.Where(t => Regex.IsMatch(t, "^[0-9.]+$")).Select(t => double.Parse(t, System.Globalization.CultureInfo.InvariantCulture)).ToList();
         Assert.NotEmpty(yTicks);
         Assert.All(yTicks, y => Assert.InRange(y, 0, 0.2));
-        Assert.Contains("test overall accuracy vs trainable share", Texts(svgs[4]));
+        Assert.Contains("test overall accuracy vs trainable share", Texts(svgs[5]));
     }
 
     [Fact]
@@ -170,7 +171,7 @@ public class ResultsReportTests
     {
         var onlyZeroShot = VqaRuns().Take(1).ToList();
         var svgs = Svgs(ResultsReport.Html("study", ResultsTables.Aggregate(onlyZeroShot), onlyZeroShot));
-        Assert.Equal(4, svgs.Count);
+        Assert.Equal(5, svgs.Count);
         Assert.Contains("no fine-tuned runs yet", Texts(svgs[0]));
         Assert.Contains("no training curves", Texts(svgs[1]));
         Assert.Contains("zero-shot", Texts(svgs[2]));   // its memory bar

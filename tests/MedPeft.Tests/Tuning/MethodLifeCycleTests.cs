@@ -89,6 +89,60 @@ public class MethodLifeCycleTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>The generic config record + System.Text.Json round trip reproduces what PEFT 0.11.1 wrote, byte for byte
+    /// (field names, values, Python's float and list formatting, sorted keys).</summary>
+    [Theory]
+    [InlineData("llava_lora", typeof(LoraConfig))]
+    [InlineData("llava_dora", typeof(LoraConfig))]
+    [InlineData("llava_ia3", typeof(Ia3Config))]
+    [InlineData("llava_ln_tuning", typeof(LnTuningConfig))]
+    public void Peft_written_configs_read_and_write_back_to_the_same_text(string adapter, Type type)
+    {
+        var config = PeftAdapters.ReadConfig(Fixtures.Path("hf", adapter)).Config;
+        Assert.IsType(type, config);
+        Assert.Equal(File.ReadAllText(Fixtures.Path("hf", adapter, "adapter_config.json")).TrimEnd(), PeftConfigJson.Write(config));
+    }
+
+    /// <summary>Every registered method's config record: defaults written, read back, written again — the same text;
+    /// a file without the fields PEFT defaults differently reads as PEFT's defaults.</summary>
+    [Theory]
+    [MemberData(nameof(Methods))]
+    public void Every_config_record_round_trips(string name)
+    {
+        var method = TuningMethods.All[name];
+        if (method.ConfigType is not { } type) { Assert.Null(method.PeftType); return; }
+        var config = (PeftConfig)Activator.CreateInstance(type)!;
+        if (config is LnTuningConfig ln) config = ln with { TargetModules = ["norm"] };
+        var text = PeftConfigJson.Write(config);
+        var json = (System.Text.Json.Nodes.JsonObject)System.Text.Json.Nodes.JsonNode.Parse(text)!;
+        Assert.Equal(method.PeftType, json["peft_type"]!.GetValue<string>());
+        Assert.Equal(text, PeftConfigJson.Write(PeftConfigJson.Read(json, type, "(test)")));
+        if (config is LoraConfig)
+        {
+            json.Remove("lora_alpha");
+            json.Remove("lora_dropout");
+            var peft = (LoraConfig)PeftConfigJson.Read(json, type, "(test)");
+            Assert.Equal((8.0, 0.0), (peft.LoraAlpha, peft.LoraDropout));   // PEFT's LoraConfig defaults, not MILE's 32 / 0.1
+        }
+    }
+
+    [Fact]
+    public void Config_fields_medpeft_cannot_honour_are_refused_in_one_line()
+    {
+        var json = (System.Text.Json.Nodes.JsonObject)System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Fixtures.Path("hf", "llava_dora", "adapter_config.json")))!;
+        string Error(string field, System.Text.Json.Nodes.JsonNode? value)
+        {
+            var j = (System.Text.Json.Nodes.JsonObject)json.DeepClone();
+            j[field] = value;
+            return Assert.Throws<MedPeftException>(() => PeftConfigJson.Read(j, typeof(LoraConfig), "a/adapter_config.json")).Message;
+        }
+        Assert.Equal("a/adapter_config.json: field \"rank_pattern\" (per-module ranks) is not supported by MedPeft", Error("rank_pattern", new System.Text.Json.Nodes.JsonObject { ["q_proj"] = 2 }));
+        Assert.Equal("a/adapter_config.json: field \"fan_in_fan_out\" true (Conv1D layers) is not supported by MedPeft", Error("fan_in_fan_out", true));
+        Assert.Equal("a/adapter_config.json: field \"target_modules\" is missing", Error("target_modules", null));
+        Assert.StartsWith("a/adapter_config.json: field \"r\" has the wrong type", Error("r", "eight"));
+        Assert.StartsWith("a/adapter_config.json: field \"target_modules\" has the wrong type", Error("target_modules", 3));
+    }
+
     [Fact]
     public void Mixed_strategy_with_a_prompt_method_refuses_to_drop_it()
     {

@@ -147,7 +147,8 @@ public class PTuningTests
 
             using var fresh = LoadLlava();
             var read = PeftAdapters.Load(fresh, dir);
-            Assert.Equal(config with { EncoderHiddenSize = type == "LSTM" ? 16 : 64 }, read.PTuning);
+            // The file also records the model's sizes (PromptLearningConfig's token_dim, num_layers, num_attention_heads).
+            Assert.Equal(config with { EncoderHiddenSize = type == "LSTM" ? 16 : 64, TokenDim = 64, NumLayers = 2, NumAttentionHeads = 4 }, read.PTuning);
             var tower = PromptTuning.TowersOf(fresh).Single();
             Assert.Null(tower.Reparameterization);   // inference adapter: the stored embeddings directly
             Assert.Equal(["language_model.prompt_encoder.embedding.weight"], fresh.named_parameters().Where(p => p.name.Contains("prompt_encoder")).Select(p => p.name));

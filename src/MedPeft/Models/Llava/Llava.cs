@@ -397,7 +397,8 @@ public sealed class LlavaForConditionalGeneration : nn.Module<LlavaInput, LlavaO
     /// <summary>Beam search (HF's, <see cref="Generation.BeamSearch"/>) with a KV cache: rows are expanded to
     /// B·num_beams, the first step runs the merged prompt, later steps feed only the newest token with the merged
     /// mask extended by ones and position = sum(mask) − 1 (HF's position ids from the mask); the cache and the mask
-    /// follow the kept beams after every step. Returns the unexpanded prompt ids + the best hypothesis per row.</summary>
+    /// follow the kept beams after every step; a soft prompt (<see cref="InputPrompt"/>) is applied to the first step as in
+    /// greedy decoding. Returns the unexpanded prompt ids + the best hypothesis per row.</summary>
     public GenerationResult GenerateBeams(Tensor pixelValues, Tensor inputIds, Tensor? attentionMask, GenerationOptions o)
     {
         using var scope = torch.NewDisposeScope();
@@ -420,6 +421,8 @@ public sealed class LlavaForConditionalGeneration : nn.Module<LlavaInput, LlavaO
                     var embeds = EmbedText(running);
                     var (selected, _) = VisionFeatures(pixels, fullTower: false);
                     var merged = MergeInputIdsWithImageFeatures(ProjectImageFeatures(selected), embeds, running, promptMask, null);
+                    // A soft prompt enters the cache with the first step (as in greedy); the merged mask then covers it.
+                    if (InputPrompt is not null) merged = InputPrompt(merged);
                     logits = language_model.forward(new LlamaInput(merged.InputsEmbeds, merged.AttentionMask, merged.PositionIds, cache)).Logits;
                     Replace(merged.AttentionMask.clone());
                 }
