@@ -162,9 +162,10 @@ static class Commands
         var methodFlags = new MethodCliOptions();
         var aug = new AugmentOptions();
         var rep = new ReportCliOptions();
+        var precision = new PrecisionOptions();
         var c = new Command("train", "Fine-tune a BLIP or LLaVA model folder with a tuning strategy: Med-VQA (--task vqa) or report generation (--task report: BLIP as BlipForConditionalGeneration, a VQA folder initialises it with text_encoder dropped; LLaVA as image + instruction → report).");
         rt.AddTo(c); foreach (var o in new Option[] { task, model, data, format, strategy, @out, epochs, maxSteps, batch, accum, lr, wd, warmup, clip, evalEvery, norm, template }) c.Add(o);
-        methodFlags.AddTo(c); aug.AddTo(c); rep.AddTo(c);
+        methodFlags.AddTo(c); aug.AddTo(c); rep.AddTo(c); precision.AddTo(c, training: true);
         c.SetAction(r =>
         {
             var device = rt.Apply(r);
@@ -181,6 +182,7 @@ static class Commands
                     Epochs = r.GetValue(epochs), MaxSteps = r.GetValue(maxSteps), BatchSize = r.GetValue(batch), GradientAccumulation = r.GetValue(accum),
                     WeightDecay = r.GetValue(wd), WarmupRatio = r.GetValue(warmup), MaxGradNorm = r.GetValue(clip), EvalEvery = r.GetValue(evalEvery),
                     Seed = r.GetValue(rt.Seed), PrefetchBatches = r.GetValue(aug.Prefetch),
+                    DType = r.GetValue(precision.DType)!, GradientCheckpointing = r.GetValue(precision.Checkpointing),
                 },
             };
             if (FineTuning.TaskFor(job.Task, job.Format) == "report")
@@ -229,12 +231,14 @@ static class Commands
         var adapter = new Option<string?>("--adapter") { Description = "a PEFT adapter folder applied to the model first" };
         var template = new Option<string?>("--template") { Description = $"LLaVA conversation template ({string.Join(", ", MedPeft.Data.ConversationTemplates.Named.Keys)}; default: the model's)" };
         var rep = new ReportCliOptions();
+        var precision = new PrecisionOptions();
         var c = new Command("eval", "Score a BLIP or LLaVA model folder on one or more test sets: Med-VQA (exact match closed/open/overall, open token recall) or reports (--task report: BLEU-1..4, ROUGE-L, CIDEr-D).");
         rt.AddTo(c); foreach (var o in new Option[] { task, model, data, format, split, tests, beams, maxNew, minNew, preds, json, norm, adapter, template }) c.Add(o);
-        rep.AddTo(c);
+        rep.AddTo(c); precision.AddTo(c, training: false);
         c.SetAction(r =>
         {
             var device = rt.Apply(r);
+            var dtype = r.GetValue(precision.DType)!;
             bool keyed = r.GetValue(tests) is { Length: > 0 };
             var sets = new List<TestSet>();
             if (r.GetValue(data) is string d) sets.Add(new TestSet($"{MedPeft.Data.DatasetFormats.Get(r.GetValue(format)!).Name}:{MedPeft.Data.DatasetFormats.CanonicalSplit(r.GetValue(split)!)}", d, r.GetValue(format)!, r.GetValue(split)!));
@@ -252,7 +256,7 @@ static class Commands
                 var result = FineTuning.Evaluate(new EvalJob
                 {
                     ModelDir = modelDir, AdapterDir = r.GetValue(adapter), DataDir = set.Dir, Format = set.Format, Split = set.Split, Task = setTask,
-                    Decoding = overrides, Device = device, Normalization = r.GetValue(norm)!, Template = r.GetValue(template), Log = log,
+                    Decoding = overrides, Device = device, Normalization = r.GetValue(norm)!, Template = r.GetValue(template), Log = log, DType = dtype,
                     ReportPrompt = r.GetValue(rep.Prompt) is { Length: > 0 } pr ? pr : null,
                     ReportOptions = setTask == "report" ? rep.Get(r, set.Format, r.GetValue(beams), r.GetValue(maxNew), r.GetValue(minNew)) with { Normalization = r.GetValue(norm)! } : null,
                 });
@@ -395,10 +399,11 @@ static class Commands
         var json = new Option<bool>("--json") { Description = "print the per-tensor results as JSON" };
         var adapter = new Option<string?>("--adapter") { Description = "a PEFT adapter folder (LORA, LN_TUNING, IA3, PREFIX_TUNING, PROMPT_TUNING, P_TUNING; LLaVA) to apply first; soft-prompt adapters' logits_with_adapter are compared at the real tokens (the last L positions) unless the expected tensor has all N + L" };
         var c = new Command("parity", $"Recompute every tensor of a reference file and compare (|diff| ≤ {Parity.Atol:G} + {Parity.Rtol:G}·|expected|; integers exact). Exit 1 if any is off or missing.");
-        c.Add(dir); c.Add(inputs); c.Add(expected); c.Add(json); c.Add(adapter);
+        var precision = new PrecisionOptions();
+        c.Add(dir); c.Add(inputs); c.Add(expected); c.Add(json); c.Add(adapter); precision.AddTo(c, training: false);
         c.SetAction(r =>
         {
-            var entries = Parity.Run(r.GetValue(dir)!, r.GetValue(inputs)!, r.GetValue(expected)!, r.GetValue(adapter));
+            var entries = Parity.Run(r.GetValue(dir)!, r.GetValue(inputs)!, r.GetValue(expected)!, r.GetValue(adapter), r.GetValue(precision.DType)!);
             if (r.GetValue(json))
                 Console.WriteLine(new JsonArray(entries.Select(e => (JsonNode)new JsonObject
                 {
@@ -437,6 +442,27 @@ static class Commands
                               $"logits [{string.Join(", ", b.LogitsShape)}]; peak memory {b.PeakMemoryBytes / (1024.0 * 1024 * 1024):F2} GiB");
             return 0;
         });
+        var mrt = new RuntimeOptions();
+        var march = new Option<string>("--arch") { Description = $"a LLaVA preset ({string.Join(", ", Presets.Names.Where(n => n.StartsWith("llava")))}) or a folder with a LLaVA config.json (random weights)", Required = true };
+        var mstrategy = new Option<string>("--strategy") { Description = "e.g. ln@llm, lora@llm, full", DefaultValueFactory = _ => "ln@llm" };
+        var mprecision = new PrecisionOptions();
+        var mbatch = new Option<int>("--batch") { DefaultValueFactory = _ => 1 };
+        var mseq = new Option<int>("--seq-len") { Description = "text tokens per row (one is the <image>; the image's patches are added)", DefaultValueFactory = _ => 320 };
+        var msteps = new Option<int>("--steps") { DefaultValueFactory = _ => 2 };
+        var mjson = new Option<bool>("--json") { Description = "print the result as JSON" };
+        var memory = new Command("train-memory", "Train a LLaVA preset with random weights for a few steps through `train`'s trainer (dtype, fp32 masters, gradient checkpointing); prints s/step and peak resident memory. Until `bench train` covers --dtype/--gradient-checkpointing.");
+        mrt.AddTo(memory); memory.Add(march); memory.Add(mstrategy); mprecision.AddTo(memory, training: true); memory.Add(mbatch); memory.Add(mseq); memory.Add(msteps); memory.Add(mjson);
+        memory.SetAction(r =>
+        {
+            var device = TorchRuntime.ResolveDevice(mrt.Apply(r));
+            var m = TrainMemoryHarness.Run(r.GetValue(march)!, r.GetValue(mstrategy)!, r.GetValue(mprecision.DType)!, r.GetValue(mprecision.Checkpointing),
+                r.GetValue(mbatch), r.GetValue(mseq), r.GetValue(msteps), device, r.GetValue(mrt.Seed));
+            if (r.GetValue(mjson)) { Console.WriteLine(JsonSerializer.Serialize(m, Indented)); return 0; }
+            Console.WriteLine($"{m.Arch} {m.Strategy} {m.DType}{(m.GradientCheckpointing ? " checkpointed" : "")}: {ConsoleUi.Count(m.Trainable)} of {ConsoleUi.Count(m.Total)} trainable; " +
+                              $"batch {m.Batch} × {m.SeqLen} tokens; s/step {string.Join(", ", m.StepSeconds.Select(t => t.ToString("F1")))}; loss {m.FirstLoss:F3} → {m.LastLoss:F3}; " +
+                              $"peak memory {m.PeakMemoryBytes / (1024.0 * 1024 * 1024):F2} GiB (after build {m.LoadedMemoryBytes / (1024.0 * 1024 * 1024):F2} GiB)");
+            return 0;
+        });
         var drt = new RuntimeOptions();
         var data = new Option<string?>("--data") { Description = "dataset folder (default: generated grayscale PNGs, see --source-size)" };
         var format = new Option<string>("--format") { Description = "its format (any: VQA or report)", DefaultValueFactory = _ => "slake" };
@@ -471,7 +497,7 @@ static class Commands
             return 0;
         });
         var c = new Command("bench", "Speed and memory figures.");
-        c.Add(forward); c.Add(dataBench);
+        c.Add(forward); c.Add(dataBench); c.Add(memory);
         return c;
     }
 

@@ -26,6 +26,21 @@ sealed class RuntimeOptions
     }
 }
 
+/// <summary>Weight dtype (train, eval, parity) and, for training, gradient checkpointing.</summary>
+sealed class PrecisionOptions
+{
+    public readonly Option<string> DType = new("--dtype")
+    {
+        Description = "weight dtype: auto (the checkpoint's torch_dtype when 16-bit, else fp32), bf16, fp16, fp32; 16-bit training keeps fp32 master copies of what trains (fp16 with dynamic loss scaling)",
+        DefaultValueFactory = _ => "auto",
+    };
+    public readonly Option<bool> Checkpointing = new("--gradient-checkpointing") { Description = "recompute each transformer layer during backward instead of keeping its activations (less memory, ~1 extra forward)" };
+
+    public PrecisionOptions() => DType.Validators.Add(v => { try { Precision.Parse(v.GetValueOrDefault<string>()!); } catch (MedPeftException e) { v.AddError(e.Message); } });
+
+    public void AddTo(Command c, bool training) { c.Add(DType); if (training) c.Add(Checkpointing); }
+}
+
 /// <summary>Training-data options: augmentation (off by default; BLIP/MISS's fine-tuning crop scale when on) and prefetch.</summary>
 sealed class AugmentOptions
 {

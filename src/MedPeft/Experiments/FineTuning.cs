@@ -43,6 +43,8 @@ public sealed record EvalJob
     public string? ReportPrompt { get; init; }
     public ReportTaskOptions? ReportOptions { get; init; }
     public Action<string>? Log { get; init; }
+    /// <summary>Weight dtype (auto, bf16, fp16, fp32; see <see cref="Precision"/>).</summary>
+    public string DType { get; init; } = "auto";
 }
 
 /// <summary>The one entry point of fine-tuning and scoring over model family (BLIP, LLaVA — told apart here and only
@@ -83,6 +85,7 @@ public static class FineTuning
             BatchSize = job.Train.BatchSize, Normalization = job.Normalization, Augmentation = job.Augmentation,
             PrefetchBatches = job.Train.PrefetchBatches, ValidationLimit = job.ValidationLimit,
         };
+        options = options with { DType = job.Train.DType };
         return ReportJobs.Train(new ReportTrainJob
         {
             ModelDir = job.ModelDir, DataDir = job.DataDir, Format = job.Format, Strategy = job.Strategy, OutDir = job.OutDir, Device = job.Device,
@@ -97,17 +100,17 @@ public static class FineTuning
         if (task == "vqa")
         {
             var (scores, answers) = llava
-                ? LlavaJobs.Evaluate(job.ModelDir, job.DataDir, job.Format, job.Split, job.Decoding, job.Device, job.Normalization, job.AdapterDir, job.Template, job.Log)
-                : VqaJobs.EvaluateBlip(job.ModelDir, job.DataDir, job.Format, job.Split, VqaEvaluation.MissDecoding, job.Device, job.Normalization, job.AdapterDir, job.Decoding);
+                ? LlavaJobs.Evaluate(job.ModelDir, job.DataDir, job.Format, job.Split, job.Decoding, job.Device, job.Normalization, job.AdapterDir, job.Template, job.Log, job.DType)
+                : VqaJobs.EvaluateBlip(job.ModelDir, job.DataDir, job.Format, job.Split, VqaEvaluation.MissDecoding, job.Device, job.Normalization, job.AdapterDir, job.Decoding, job.DType);
             return new EvalResult(scores, answers, null, null);
         }
         if (llava)
         {
             var (s, pairs) = LlavaJobs.EvaluateReports(job.ModelDir, job.DataDir, job.Format, job.Split, job.Decoding, job.Device, job.Normalization,
-                job.AdapterDir, job.Template, job.ReportPrompt, job.Log);
+                job.AdapterDir, job.Template, job.ReportPrompt, job.Log, job.DType);
             return new EvalResult(null, null, s, pairs);
         }
-        var options = job.ReportOptions ?? ReportTaskOptions.For(job.Format) with { Normalization = job.Normalization };
+        var options = (job.ReportOptions ?? ReportTaskOptions.For(job.Format) with { Normalization = job.Normalization }) with { DType = job.DType };
         if (job.Decoding is { } d) options = options with { Decoding = d.ApplyTo(options.Decoding) };
         var (scores_, preds, load) = ReportJobs.Evaluate(job.ModelDir, job.DataDir, job.Format, job.Split, options, job.Device, job.AdapterDir);
         return new EvalResult(null, null, scores_, preds) { Load = load };

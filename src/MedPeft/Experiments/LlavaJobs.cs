@@ -49,7 +49,7 @@ public sealed record LlavaPreparedBatch(IReadOnlyList<(int[] Ids, int PromptLen)
 /// greedy or beam decoding with the KV cache; the same VQA scorer and outputs as the BLIP path.</summary>
 public static class LlavaJobs
 {
-    public static LlavaSession Open(string dir, Device device, string? template, Action<string>? log = null)
+    public static LlavaSession Open(string dir, Device device, string? template, Action<string>? log = null, string dtype = "auto")
     {
         if (!Directory.Exists(dir)) throw new MedPeftException($"{dir}: model folder not found");
         // Everything cheap is checked before the weights are read (minutes for a 7B model).
@@ -80,7 +80,9 @@ public static class LlavaJobs
             }
             var geometry = ImageGeometry.FromFolder(dir, c.VisionConfig.ImageSize, clipDefault: true);
             log?.Invoke($"{spec.Name}: images {geometry.Describe(c.VisionConfig.ImageSize)}");
-            var (module, _) = Presets.LoadFolder(dir, device);
+            var weights = Precision.Resolve(dtype, dir);
+            log?.Invoke($"{spec.Name}: weights in {Precision.Name(weights)}{(Precision.Parse(dtype) is null ? " (auto)" : "")}");
+            var (module, _) = Presets.LoadFolder(dir, device, weights);
             return new LlavaSession
             {
                 Model = (LlavaForConditionalGeneration)module, Spec = spec, Tokenizer = tokenizer, Template = chosen, Dir = dir,
@@ -210,11 +212,11 @@ public static class LlavaJobs
     /// <see cref="ReportMetrics"/> (BLEU-1..4, ROUGE-L, CIDEr-D on R2Gen-cleaned text).</summary>
     public static (ReportScores Scores, List<ReportPair> Pairs) EvaluateReports(string modelDir, string dataDir, string format, string split,
         DecodingOverrides? decoding, string device = "cpu", string normalization = "clip", string? adapterDir = null, string? template = null,
-        string? prompt = null, Action<string>? log = null)
+        string? prompt = null, Action<string>? log = null, string dtype = "auto")
     {
         if (DatasetFormats.TaskOf(format) != DatasetTask.Report) throw new MedPeftException($"--format {format}: not a report dataset (iu-xray, mimic-cxr)");
         var dev = TorchRuntime.ResolveDevice(device);
-        using var s = Open(modelDir, dev, template, log);
+        using var s = Open(modelDir, dev, template, log, dtype);
         if (adapterDir is not null) PeftAdapters.Load(s.Model, adapterDir);
         using var images = Images(s, NormalizationFor(normalization));
         var examples = ReportExamples(format, dataDir, split, prompt);
@@ -237,7 +239,7 @@ public static class LlavaJobs
     internal static FineTuneSummary Train(VqaTrainJob job, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
     {
         var device = TorchRuntime.ResolveDevice(job.Device);
-        using var s = Open(job.ModelDir, device, job.Template, job.Log);
+        using var s = Open(job.ModelDir, device, job.Template, job.Log, job.Train.DType);
         var model = s.Model;
         var strategy = TuningStrategy.Parse(job.Strategy, TowerLayout.Llava,
             VqaJobs.MethodOverrides(job, TowerLayout.Llava, text => s.Tokenizer.Encode(text, addSpecialTokens: true)));
@@ -294,10 +296,10 @@ public static class LlavaJobs
 
     public static (VqaScores Scores, List<VqaPrediction> Predictions) Evaluate(string modelDir, string dataDir, string format, string split,
         DecodingOverrides? decoding, string device = "cpu", string normalization = "clip", string? adapterDir = null, string? template = null,
-        Action<string>? log = null)
+        Action<string>? log = null, string dtype = "auto")
     {
         var dev = TorchRuntime.ResolveDevice(device);
-        using var s = Open(modelDir, dev, template, log);
+        using var s = Open(modelDir, dev, template, log, dtype);
         if (adapterDir is not null) PeftAdapters.Load(s.Model, adapterDir);
         using var images = Images(s, NormalizationFor(normalization));
         var samples = DatasetFormats.ReadVqa(format, dataDir, split).ToList();
@@ -316,6 +318,11 @@ public static class LlavaJobs
         Directory.CreateDirectory(tmp);
         var config = s.Model.Config.Clone();
         config.Architectures = ["LlavaForConditionalGeneration"];
+        // The weights are saved in the dtype the model ran in: say so, as save_pretrained does.
+        config.TorchDtype = s.Model.language_model.lm_head.parameters().First().dtype switch
+        {
+            ScalarType.BFloat16 => "bfloat16", ScalarType.Float16 => "float16", _ => "float32",
+        };
         var json = (JsonObject)JsonNode.Parse(config.ToJson())!;
         json["conversation_template"] = s.Template.Name;
         if (s.ImageBrackets is not null) json["mm_use_im_start_end"] = true;   // keeps <im_start>/<im_end> on reload

@@ -25,7 +25,25 @@ public static class Parity
     /// output, i.e. the merged (image + text) sequence after the N virtual tokens, where the expected tensor has those
     /// L positions (as PEFT users usually slice logits[:, N:]); an expected tensor with all N + L positions (PEFT's raw
     /// output) is compared as a whole, the virtual positions always, the rest where the merged mask is 1.</param>
-    public static List<ParityEntry> Run(string modelDir, string inputsPath, string expectedPath, string? adapterDir = null)
+    /// <param name="dtype">Weight dtype of the recomputation (auto = the checkpoint's when 16-bit). A 16-bit run is a
+    /// smoke check against fp32 references, with the dtype's tolerance (<see cref="Tolerance"/>), not a parity claim.</param>
+    public static List<ParityEntry> Run(string modelDir, string inputsPath, string expectedPath, string? adapterDir = null, string dtype = "auto")
+    {
+        var dt = Precision.Resolve(dtype, modelDir);
+        var (atol, rtol) = Tolerance(dt);
+        return Precision.WithDefault(dt, () => Run(modelDir, inputsPath, expectedPath, adapterDir, atol, rtol));
+    }
+
+    /// <summary>Elementwise tolerance per weight dtype: fp32 the fixtures' 1e-4 + 1e-4·|e|; fp16 (10 mantissa bits)
+    /// 1e-2 + 1e-2·|e|; bf16 (7 bits) 5e-2 + 5e-2·|e|.</summary>
+    public static (double Atol, double Rtol) Tolerance(ScalarType dtype) => dtype switch
+    {
+        ScalarType.BFloat16 => (5e-2, 5e-2),
+        ScalarType.Float16 => (1e-2, 1e-2),
+        _ => (Atol, Rtol),
+    };
+
+    static List<ParityEntry> Run(string modelDir, string inputsPath, string expectedPath, string? adapterDir, double atol, double rtol)
     {
         var configPath = Path.Combine(modelDir, "config.json");
         if (!File.Exists(configPath)) throw new MedPeftException($"{configPath}: file not found");
@@ -53,14 +71,15 @@ public static class Parity
         return expected.Select(kv =>
         {
             if (!computed.TryGetValue(kv.Key, out var actual)) return new ParityEntry(kv.Key, double.NaN, false, "not computed");
-            if (merged is null || !MaskedNames.Contains(kv.Key)) return Compare(kv.Key, kv.Value, actual);
+            if (merged is null || !MaskedNames.Contains(kv.Key)) return Compare(kv.Key, kv.Value, actual, null, atol, rtol);
             var mask = merged;
             if (virtualTokens > 0 && actual.dim() >= 2 && actual.shape[1] == merged.shape[1] + virtualTokens)
             {
                 if (kv.Value.dim() >= 2 && kv.Value.shape[1] == merged.shape[1]) actual = actual[.., virtualTokens..];   // the real tokens
                 else mask = torch.cat([torch.ones(merged.shape[0], virtualTokens, dtype: merged.dtype), merged], 1);
             }
-            return kv.Value.dim() >= 2 && kv.Value.shape[1] == mask.shape[1] ? Compare(kv.Key, kv.Value, actual, PositionMask(mask, kv.Value)) : Compare(kv.Key, kv.Value, actual);
+            return kv.Value.dim() >= 2 && kv.Value.shape[1] == mask.shape[1] ? Compare(kv.Key, kv.Value, actual, PositionMask(mask, kv.Value), atol, rtol)
+                : Compare(kv.Key, kv.Value, actual, null, atol, rtol);
         }).ToList();
     }
 
@@ -83,7 +102,7 @@ public static class Parity
     }
 
     /// <summary>Elementwise tolerance check, optionally only where <paramref name="where"/> is true.</summary>
-    public static ParityEntry Compare(string name, Tensor expected, Tensor actual, Tensor? where = null)
+    public static ParityEntry Compare(string name, Tensor expected, Tensor actual, Tensor? where = null, double atol = Atol, double rtol = Rtol)
     {
         if (!expected.shape.SequenceEqual(actual.shape))
             return new ParityEntry(name, double.NaN, false, $"shape [{string.Join(",", actual.shape)}] != expected [{string.Join(",", expected.shape)}]");
@@ -91,7 +110,7 @@ public static class Parity
         var e = expected.to(ScalarType.Float64);
         var a = actual.detach().cpu().to(ScalarType.Float64);
         var diff = (a - e).abs();
-        var excess = diff - (expected.is_floating_point() ? Atol + Rtol * e.abs() : torch.zeros_like(e));
+        var excess = diff - (expected.is_floating_point() ? atol + rtol * e.abs() : torch.zeros_like(e));
         if (where is not null) { diff = diff.masked_fill(where.logical_not(), 0); excess = excess.masked_fill(where.logical_not(), -1); }
         double max = diff.numel() == 0 ? 0 : diff.max().item<double>();
         bool ok = excess.numel() == 0 || excess.max().item<double>() <= 0;

@@ -215,7 +215,7 @@ public static class ReportJobs
         public static CaptioningSession Open(string dir, Device device, ReportTaskOptions options, long? seed = null)
         {
             var tokenizer = BlipModelFolder.LoadTokenizer(dir);
-            var (model, load) = BlipModelFolder.LoadCaptioning(dir, device);
+            var (model, load) = BlipModelFolder.LoadCaptioning(dir, device, Precision.Resolve(options.DType, dir));
             var images = new ImageCache(ImageProcessor.ForFolder(dir, model.Config.VisionConfig.ImageSize, Normalization.Get(options.Normalization)));
             var batcher = seed is long s
                 ? new ReportBatcher(tokenizer, images, options, model.Config.TextConfig.MaxPositionEmbeddings) { AugmentationSeed = s }

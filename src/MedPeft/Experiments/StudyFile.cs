@@ -80,14 +80,21 @@ public static class StudyFile
             return IsPresetName(v) ? new StudyModel(v, v, null) : new StudyModel(System.IO.Path.GetFileName(v.TrimEnd('/')), null, v);
         }
         var m = r.Map(n, field);
-        r.NoUnknown(m, field, ["name", "preset", "path", "adapter"]);
+        r.NoUnknown(m, field, ["name", "preset", "path", "adapter", "dtype", "gradient_checkpointing"]);
         var preset = r.Str(m, "preset", field);
         var path = r.Str(m, "path", field);
         var adapter = r.Str(m, "adapter", field);
         if (adapter is not null && path is null) throw r.Error(m.Children["adapter"], field + ".adapter", "an adapter needs the base checkpoint folder in `path:`");
         if (preset is null && path is null) throw r.Error(n, field, "needs `preset:` (one of " + string.Join(", ", PresetNames) + ") or `path:` (a checkpoint folder)");
         if (preset is not null && !IsPresetName(preset)) throw r.Error(m.Children["preset"], field + ".preset", $"unknown preset \"{preset}\" (known: {string.Join(", ", PresetNames)})");
-        return new StudyModel(r.Str(m, "name", field) ?? preset ?? System.IO.Path.GetFileName(path!.TrimEnd('/')), preset, path) { Adapter = adapter };
+        var dtype = r.Str(m, "dtype", field) ?? "auto";
+        if (!Precision.Names.Contains(dtype) && dtype is not ("bfloat16" or "float16" or "float32"))
+            throw r.Error(m.Children["dtype"], field + ".dtype", $"\"{dtype}\" is not one of {string.Join(", ", Precision.Names)}");
+        bool checkpointing = r.Opt(m, "gradient_checkpointing") is { } gc && r.Bool(gc, field + ".gradient_checkpointing");
+        if ((dtype != "auto" || checkpointing) && path is null)
+            throw r.Error(n, field, "dtype / gradient_checkpointing apply to checkpoint folders (`path:`); the embedded model trains in fp32");
+        return new StudyModel(r.Str(m, "name", field) ?? preset ?? System.IO.Path.GetFileName(path!.TrimEnd('/')), preset, path)
+            { Adapter = adapter, DType = dtype, GradientCheckpointing = checkpointing };
     }
 
     static IEnumerable<string> PresetNames => Presets.Names.Append(StudyModel.Embedded).Append(StudyModel.EmbeddedRandom);

@@ -43,6 +43,8 @@ public sealed record StudyRun(int Index, StudyModel Model, StudyDataset Dataset,
         };
         if (LrAuto) config["lr_sweep_steps"] = Training.LrSweepSteps;   // only range-tested runs depend on it
         if (Model.Adapter is not null) config["model"]!["adapter"] = Model.Adapter;   // absent otherwise: older keys stay valid
+        if (Model.DType != "auto") config["model"]!["dtype"] = Model.DType;
+        if (Model.GradientCheckpointing) config["model"]!["gradient_checkpointing"] = true;
         if (Training.Reproducible) config["reproducible"] = true;   // likewise
         return config;
     }

@@ -117,6 +117,7 @@ public static class StudyTasks
                 var r = FineTuning.Evaluate(new EvalJob
                 {
                     ModelDir = dir, AdapterDir = adapter, DataDir = dataDir, Format = format, Split = split, Task = task, Device = ctx.Device,
+                    DType = run.Model.DType,
                 });
                 if (r.Load is { } load) dropped = load.DroppedParameters;
                 return scores(r);
@@ -143,7 +144,7 @@ public static class StudyTasks
             ModelDir = modelDir, DataDir = run.Dataset.Dir!, Format = run.Dataset.Format, Task = task, Strategy = run.Strategy.Spec, OutDir = outDir,
             Device = ctx.Device, LearningRate = lr, ValidationLimit = validationLimit,
             MethodOptions = run.Strategy.ParseOptions(),   // every method's options, as `medpeft train` flags give them
-            Train = new TrainOptions { Epochs = run.Training.Epochs, MaxSteps = maxSteps ?? run.Training.MaxSteps, BatchSize = run.Training.BatchSize, Seed = run.Seed },
+            Train = run.Model.Apply(new TrainOptions { Epochs = run.Training.Epochs, MaxSteps = maxSteps ?? run.Training.MaxSteps, BatchSize = run.Training.BatchSize, Seed = run.Seed }),
         };
         var (rate, trials) = LrSweep.ForRun(run, ctx, (lr, dir, steps) => FineTuning.Train(Job(lr, dir, steps, sweepValidation), cancel: ctx.Cancel).Result);
         var summary = FineTuning.Train(Job(rate, ctx.RunDir, null, run.Training.ValidationLimit), ctx.Progress, ctx.Cancel);

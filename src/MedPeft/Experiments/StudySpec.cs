@@ -17,6 +17,15 @@ public sealed record StudyModel(string Name, string? Preset, string? Path)
     /// LN_TUNING, merged into the weights once (<see cref="AdapterMerge"/>) — zero-shot scores base + adapter, a
     /// strategy fine-tunes from it. Part of the run key.</summary>
     public string? Adapter { get; init; }
+    /// <summary>Weight dtype of a checkpoint folder's runs (<c>dtype:</c> auto, bf16, fp16, fp32; see <see cref="Precision"/>).
+    /// Part of the run key when not auto.</summary>
+    public string DType { get; init; } = "auto";
+    /// <summary>Activation checkpointing while training (<c>gradient_checkpointing:</c>). Part of the run key when on
+    /// (it changes memory and time, not results).</summary>
+    public bool GradientCheckpointing { get; init; }
+
+    /// <summary>The training options of this model's runs: the run's schedule plus dtype and checkpointing.</summary>
+    public Training.TrainOptions Apply(Training.TrainOptions o) => o with { DType = DType, GradientCheckpointing = GradientCheckpointing };
 
     /// <summary>The checkpoint folder runs on a folder dataset start from: <see cref="Path"/>, or with an
     /// <see cref="Adapter"/> the merged folder cached under <paramref name="cacheDir"/>/merged (keyed by both folders'

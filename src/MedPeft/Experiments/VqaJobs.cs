@@ -55,7 +55,7 @@ public static class VqaJobs
     {
         var device = TorchRuntime.ResolveDevice(job.Device);
         var tokenizer = BlipModelFolder.LoadTokenizer(job.ModelDir);
-        using var model = BlipModelFolder.Load(job.ModelDir, device);
+        using var model = BlipModelFolder.Load(job.ModelDir, device, Precision.Resolve(job.Train.DType, job.ModelDir));
         var strategy = ParseStrategy(job, tokenizer);
         var report = strategy.Apply(model);
         var train = Read(job.Format, job.DataDir, Splits.Train);
@@ -114,12 +114,13 @@ public static class VqaJobs
     public static string? SaveAdapter(TorchSharp.torch.nn.Module model, TuningStrategy strategy, string dir) => strategy.SaveAdapter(model, dir);
 
     internal static (VqaScores Scores, List<VqaPrediction> Predictions) EvaluateBlip(string modelDir, string dataDir, string format, string split,
-        GenerationOptions decoding, string device = "cpu", string normalization = "blip", string? adapterDir = null, DecodingOverrides? overrides = null)
+        GenerationOptions decoding, string device = "cpu", string normalization = "blip", string? adapterDir = null, DecodingOverrides? overrides = null,
+        string dtype = "auto")
     {
         decoding = BlipDecoding(modelDir, overrides, decoding);
         var dev = TorchRuntime.ResolveDevice(device);
         var tokenizer = BlipModelFolder.LoadTokenizer(modelDir);
-        using var model = BlipModelFolder.Load(modelDir, dev);
+        using var model = BlipModelFolder.Load(modelDir, dev, Precision.Resolve(dtype, modelDir));
         if (adapterDir is not null) PeftAdapters.Load(model, adapterDir);
         using var images = new ImageCache(ImageProcessor.ForFolder(modelDir, model.Config.VisionConfig.ImageSize, Normalization.Get(normalization)));
         var batcher = new VqaBatcher(tokenizer, images);

@@ -33,6 +33,13 @@ public static class Checkpointing
         return n;
     }
 
+    /// <summary>Turns checkpointing on, or fails in one line for a model without layer stacks.</summary>
+    public static void Require(nn.Module model)
+    {
+        if (Enable(model) == 0)
+            throw new MedPeftException($"--gradient-checkpointing: {model.GetType().Name} has no transformer layer stack to checkpoint");
+    }
+
     /// <summary>Whether a stack checkpoints now: flag on, training mode, gradients enabled (generation and
     /// evaluation run normally, as in HF).</summary>
     public static bool Active(nn.Module stack) =>

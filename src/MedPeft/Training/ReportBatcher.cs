@@ -25,6 +25,8 @@ public sealed record ReportTaskOptions
     /// (IU-Xray 60 → 59, MIMIC-CXR 100 → 99). 0 = no truncation (the model's positions still cap the target).</summary>
     public int MaxWords { get; init; } = 59;
     public string Normalization { get; init; } = "blip";
+    /// <summary>Weight dtype the captioning model is loaded in (auto, bf16, fp16, fp32; see <see cref="Precision"/>).</summary>
+    public string DType { get; init; } = "auto";
     /// <summary>Test decoding: R2Gen's beam 3; at least BLIP captioning's min_length 5 new tokens; at most the
     /// model's position limit.</summary>
     public GenerationOptions Decoding { get; init; } = new(MaxNewTokens: 60, MinNewTokens: 5, NumBeams: 3);

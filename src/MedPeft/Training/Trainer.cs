@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
+using MedPeft.Models;
 using MedPeft.Tuning;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -24,6 +25,12 @@ public sealed record TrainOptions
     public string? LogPath { get; init; }
     /// <summary>Batches prepared ahead on a background thread (0 = prepare inline on the training thread).</summary>
     public int PrefetchBatches { get; init; } = 2;
+    /// <summary>Weight dtype of the model (auto, bf16, fp16, fp32): read by the jobs that load it (see
+    /// <see cref="Precision"/>); the trainer itself adapts to whatever dtype the trainable parameters have.</summary>
+    public string DType { get; init; } = "auto";
+    /// <summary>Recompute each transformer layer in backward instead of keeping its activations (HF's
+    /// gradient_checkpointing_enable()).</summary>
+    public bool GradientCheckpointing { get; init; }
 }
 
 public sealed record TrainProgress(int Step, int TotalSteps, double Loss, double LearningRate, double StepsPerSecond, TimeSpan Eta, double? BestValidation);
@@ -71,6 +78,7 @@ public static class Trainer
         if (train.Count == 0) throw new MedPeftException("the training split is empty");
         var trainable = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
         if (trainable.Count == 0) throw new MedPeftException("the strategy leaves no trainable parameter");
+        if (o.GradientCheckpointing) Checkpointing.Require(model);
         // 16-bit models train through fp32 master weights (fp16 with dynamic loss scaling); fp32 ones are untouched.
         using var masters = new MasterWeights(trainable.Select(p => p.parameter));
         var scaler = trainable.Any(p => p.parameter.dtype == ScalarType.Float16) ? new LossScaler() : null;
